@@ -1,0 +1,109 @@
+"""The Litestar application: routing, dependencies and cross-cutting concerns.
+Handlers hold no business rules; each maps a request to one api.* call."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import Receive, Scope, Send
+
+from licentric import __version__
+from licentric.db import Idempotency, TenantDb, open_pool
+from licentric.errors import ApiError, handle_exception
+from licentric.observability import configure_logging, request_id_middleware
+from licentric.pagination import provide_page
+from licentric.routes.account import AccountController
+from licentric.routes.api_keys import ApiKeyController
+from licentric.routes.health import healthz
+from licentric.settings import Settings
+
+API_ROLE = "lic_app"
+
+
+def bearer_secret(request: Request[Any, Any, Any]) -> str:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiError("LAUTH", "missing API key: send the header `Authorization: Bearer <key>`")
+    return secret.strip()
+
+
+async def provide_tenant_db(request: Request[Any, Any, Any], state: State) -> TenantDb:
+    idempotency = None
+    key = request.headers.get("idempotency-key")
+    if key is not None and request.method == "POST":
+        idempotency = Idempotency.of(key, request.method, request.url.path, await request.body())
+    return TenantDb(state.pool, bearer_secret(request), idempotency)
+
+
+def rate_limit_identity(request: Request[Any, Any, Any]) -> str:
+    """Per key: a digest of the bearer credential; per address without one."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        return "key:" + hashlib.sha256(authorization.encode()).hexdigest()
+    return "addr:" + get_remote_address(request)
+
+
+class LicentricApp(Litestar):
+    """Litestar with the request id and access log around everything, so that
+    unrouted requests (404, 405) get them too, not only matched routes."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await request_id_middleware(super().__call__)(scope, receive, send)
+
+
+class LicentricPrometheusController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set")
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def database(app: Litestar) -> AsyncIterator[None]:
+        app.state.pool = await open_pool(
+            settings.database_url, API_ROLE, settings.pool_min_size, settings.pool_max_size
+        )
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    return LicentricApp(
+        route_handlers=[healthz, AccountController, ApiKeyController, LicentricPrometheusController],
+        dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},
+        lifespan=[database],
+        middleware=[
+            RateLimitConfig(
+                rate_limit=("minute", settings.rate_limit_per_minute),
+                identifier_for_request=rate_limit_identity,
+                exclude=["/healthz", "/metrics", "/schema"],
+            ).middleware,
+            PrometheusConfig(app_name="licentric", prefix="licentric", group_path=True,
+                             exclude=["/metrics"]).middleware,
+        ],
+        exception_handlers={Exception: handle_exception},
+        logging_config=None,  # observability.configure_logging owns the log format
+        openapi_config=OpenAPIConfig(
+            title="Licentric",
+            version=__version__,
+            description="Entitlements, licensing and usage metering, in Postgres.",
+            components=Components(security_schemes={
+                "apiKey": SecurityScheme(type="http", scheme="bearer", description="lic_sk_… or lic_pk_… key"),
+            }),
+            security=[{"apiKey": []}],
+        ),
+    )

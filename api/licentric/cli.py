@@ -1,0 +1,112 @@
+"""The `licentric` command: migrate, serve, up, accounts."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import replace
+
+import psycopg
+import uvicorn
+
+from licentric import embedded
+from licentric.migrate import MigrationError, migrate
+from licentric.settings import Settings
+
+PLANS = ("free", "starter", "growth", "enterprise")
+
+
+def _database_url(settings: Settings, *, allow_embedded: bool) -> str:
+    if settings.database_url:
+        return settings.database_url
+    if allow_embedded:
+        return embedded.start()
+    raise SystemExit("DATABASE_URL is not set (only `licentric up` starts an embedded server)")
+
+
+def _migrate(database_url: str) -> None:
+    try:
+        report = migrate(database_url)
+    except MigrationError as exc:
+        raise SystemExit(f"migrate: {exc}") from exc
+    applied = ", ".join(report.applied) or "none"
+    repeatable = "re-applied" if report.repeatable_applied else "unchanged"
+    print(f"migrations applied: {applied}; functions and policies {repeatable}", file=sys.stderr)
+
+
+def create_account(database_url: str, name: str, plan: str) -> dict[str, str]:
+    """An operator action: runs as DATABASE_URL's role, which may call private functions."""
+    with psycopg.connect(database_url) as conn:
+        try:
+            account_id, secret_key = conn.execute(
+                "select account_id, secret_key from private.create_account(name => %s, plan => %s)", (name, plan)
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise SystemExit(f"accounts create: {exc.diag.message_primary or exc}") from exc
+    return {"account_id": str(account_id), "secret_key": secret_key}
+
+
+def _demo_key(database_url: str) -> str:
+    """Seed a demo account the first time `up` sees an empty database; its key is kept in the
+    user's data directory (per database) so every later `up` can print it again."""
+    key_file = embedded.data_dir() / f"demo-key-{hashlib.sha256(database_url.encode()).hexdigest()[:12]}"
+    with psycopg.connect(database_url) as conn:
+        empty = conn.execute("select not exists (select from lic.accounts)").fetchone()[0]
+    if empty:
+        key_file.write_text(create_account(database_url, "Demo", "free")["secret_key"])
+        key_file.chmod(0o600)
+    if key_file.exists():
+        return key_file.read_text().strip()
+    return "(this database already had accounts; create one with `licentric accounts create NAME`)"
+
+
+def _serve(settings: Settings) -> None:
+    from licentric.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="licentric", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply pending migrations (DATABASE_URL)")
+    for name, text in (("serve", "serve the HTTP API (DATABASE_URL)"),
+                       ("up", "migrate and serve; starts an embedded PostgreSQL when DATABASE_URL is unset")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--host", help="address to listen on (default 127.0.0.1, LICENTRIC_HOST)")
+        command.add_argument("--port", type=int, help="port to listen on (default 8000, LICENTRIC_PORT)")
+    accounts = commands.add_parser("accounts", help="manage tenant accounts").add_subparsers(
+        dest="accounts_command", required=True
+    )
+    create = accounts.add_parser("create", help="create an account; prints its id and first secret key as JSON")
+    create.add_argument("name")
+    create.add_argument("--plan", choices=PLANS, default="free")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env()
+    if getattr(args, "host", None):
+        settings = replace(settings, host=args.host)
+    if getattr(args, "port", None):
+        settings = replace(settings, port=args.port)
+
+    if args.command == "migrate":
+        _migrate(_database_url(settings, allow_embedded=False))
+    elif args.command == "serve":
+        _serve(settings)
+    elif args.command == "accounts":
+        print(json.dumps(create_account(_database_url(settings, allow_embedded=False), args.name, args.plan)))
+    elif args.command == "up":
+        database_url = _database_url(settings, allow_embedded=True)
+        _migrate(database_url)
+        key = _demo_key(database_url)
+        base_url = f"http://{settings.host}:{settings.port}"
+        print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
+        print(f"secret key: {key}", flush=True)
+        print("try: curl -H \"Authorization: Bearer $KEY\" " + base_url + "/v1/account", flush=True)
+        _serve(replace(settings, database_url=database_url))
+
+
+if __name__ == "__main__":
+    main()

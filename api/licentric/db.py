@@ -1,0 +1,149 @@
+"""The connection pool and the one way a request reaches the database.
+
+Every pooled connection drops to a role without RLS bypass (lic_app for the
+API, lic_worker for the worker) as soon as it is opened, whatever role
+DATABASE_URL logs in as. A request is one transaction: api.authenticate sets
+the tenant context transaction-locally, then one api.* function runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import Jsonb
+from litestar import Response
+from psycopg_pool import AsyncConnectionPool
+
+from licentric.errors import RETRYABLE
+from licentric.pagination import Page
+
+T = TypeVar("T")
+
+ATTEMPTS = 3  # serialization failures and deadlocks are retried this often
+
+
+class UnsafeRoleError(RuntimeError):
+    """A pooled connection could not drop to a role that RLS applies to."""
+
+
+def _role_dropper(role: str):
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        await conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+        cur = conn.cursor(row_factory=tuple_row)
+        await cur.execute(
+            "select current_user, r.rolsuper or r.rolbypassrls"
+            " from pg_catalog.pg_roles as r where r.rolname = current_user"
+        )
+        user, bypasses = await cur.fetchone()
+        if user != role or bypasses:
+            raise UnsafeRoleError(f"connection runs as {user!r}, which bypasses row level security")
+
+    return configure
+
+
+async def open_pool(dsn: str, role: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        configure=_role_dropper(role),
+        open=False,
+        timeout=10,
+    )
+    await pool.open(wait=True)
+    return pool
+
+
+def _adapt(value: Any) -> Any:
+    return Jsonb(value) if isinstance(value, dict | list) else value
+
+
+def _call(function: str, args: Mapping[str, Any]) -> sql.Composed:
+    """select * from schema.function(name => %(name)s, ...); names come from code, never from input."""
+    named = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in args
+    )
+    return sql.SQL("select * from {}({})").format(sql.Identifier(*function.split(".")), named)
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An Idempotency-Key header and the fingerprint of the request it came with."""
+
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, key: str, method: str, path: str, body: bytes) -> Idempotency:
+        try:
+            canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+        except ValueError:
+            canonical = body
+        digest = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
+        return cls(key, digest)
+
+
+@dataclass(frozen=True)
+class TenantDb:
+    """The database as one authenticated request sees it: each method runs one
+    api function in one transaction, after api.authenticate.
+
+    When the request carried an Idempotency-Key, the answer is stored with the
+    key in the same transaction, and a repeat gets the stored answer (with
+    Idempotent-Replayed: true) instead of running the function again.
+    """
+
+    pool: AsyncConnectionPool
+    secret: str
+    idempotency: Idempotency | None = None
+
+    async def _rows(self, function: str, args: Mapping[str, Any], status: int) -> tuple[list[Any], bool]:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    await conn.execute("select from api.authenticate(secret => %s)", (self.secret,))
+                    if self.idempotency is not None:
+                        stored = await (await conn.execute(
+                            "select * from api.claim_idempotency_key(key => %s, fingerprint => %s)",
+                            (self.idempotency.key, self.idempotency.fingerprint),
+                        )).fetchone()
+                        if stored["status"] is not None:
+                            return [stored["body"]], True
+                    cur = await conn.execute(_call(function, args), {k: _adapt(v) for k, v in args.items()})
+                    rows = msgspec.to_builtins(await cur.fetchall())
+                    if self.idempotency is not None:
+                        await conn.execute(
+                            "select api.save_idempotent_response(key => %s, fingerprint => %s,"
+                            " status => %s, body => %s)",
+                            (self.idempotency.key, self.idempotency.fingerprint, status,
+                             Jsonb(rows[0] if rows else None)),
+                        )
+                    return rows, False
+            except psycopg.Error as exc:
+                if exc.sqlstate not in RETRYABLE or attempt == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def one(
+        self, shape: type[T], function: str, args: Mapping[str, Any] | None = None, *, status: int = 200
+    ) -> Response[T]:
+        """The single object an api function returns, as shape."""
+        rows, replayed = await self._rows(function, args or {}, status)
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return Response(msgspec.convert(rows[0], shape, strict=False), status_code=status, headers=headers)
+
+    async def page(self, shape: type[T], function: str, page: Page, args: Mapping[str, Any] | None = None) -> T:
+        """A list page: shape is a Struct with data and has_more fields."""
+        rows, _ = await self._rows(function, {**(args or {}), **page.args()}, 200)
+        data, has_more = page.cut(rows)
+        return msgspec.convert({"data": data, "has_more": has_more}, shape, strict=False)

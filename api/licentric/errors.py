@@ -1,0 +1,149 @@
+"""The error registry: every SQLSTATE the database raises, mapped to an HTTP
+status and a stable machine-readable code, and the one handler that turns any
+exception into Stripe's error body {"error": {type, code, message, param}}.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import PoolTimeout
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+
+log = logging.getLogger("licentric")
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    status: int
+    type: str
+    code: str
+
+
+# Licentric's own SQLSTATEs (class L). functions/ may raise only these; a test
+# scans functions/ for codes missing here.
+REGISTRY: dict[str, ErrorKind] = {
+    "LAUTH": ErrorKind(401, "authentication_error", "unauthenticated"),
+    "LDNID": ErrorKind(403, "permission_error", "forbidden"),
+    "LNTFD": ErrorKind(404, "invalid_request_error", "resource_missing"),
+    "LSTAT": ErrorKind(409, "invalid_request_error", "invalid_state"),
+    "LIDEM": ErrorKind(409, "idempotency_error", "idempotency_key_in_use"),
+    "LIDPL": ErrorKind(422, "idempotency_error", "idempotency_key_reused"),
+    "LINVL": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
+    "LPLAN": ErrorKind(402, "invalid_request_error", "plan_limit_reached"),
+    "LBUDG": ErrorKind(402, "invalid_request_error", "budget_exhausted"),
+    "LRATE": ErrorKind(429, "rate_limit_error", "rate_limited"),
+}
+
+# Standard SQLSTATEs a bad request can still reach.
+STANDARD: dict[str, ErrorKind] = {
+    "23505": ErrorKind(409, "invalid_request_error", "already_exists"),
+    "23503": ErrorKind(422, "invalid_request_error", "invalid_reference"),
+    "23502": ErrorKind(422, "invalid_request_error", "missing_parameter"),
+    "23514": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
+    "22P02": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
+    "22003": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
+    "22007": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
+    "22008": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
+    "22023": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
+    "22001": ErrorKind(422, "invalid_request_error", "parameter_too_long"),
+    "40001": ErrorKind(503, "api_error", "try_again"),
+    "40P01": ErrorKind(503, "api_error", "try_again"),
+    "55P03": ErrorKind(503, "api_error", "try_again"),
+    "57014": ErrorKind(503, "api_error", "try_again"),
+}
+
+# Raised by a transaction that may succeed when run again.
+RETRYABLE = frozenset({"40001", "40P01"})
+
+INTERNAL = ErrorKind(500, "api_error", "internal_error")
+UNAVAILABLE = ErrorKind(503, "api_error", "try_again")
+
+# HTTP errors Litestar raises before a handler runs.
+HTTP_CODES: dict[int, ErrorKind] = {
+    400: ErrorKind(400, "invalid_request_error", "invalid_request"),
+    401: REGISTRY["LAUTH"],
+    403: REGISTRY["LDNID"],
+    404: ErrorKind(404, "invalid_request_error", "route_not_found"),
+    405: ErrorKind(405, "invalid_request_error", "method_not_allowed"),
+    413: ErrorKind(413, "invalid_request_error", "request_too_large"),
+    415: ErrorKind(415, "invalid_request_error", "unsupported_media_type"),
+    429: REGISTRY["LRATE"],
+}
+
+
+class ApiError(Exception):
+    """An error raised by the Python layer itself, with a registry code."""
+
+    def __init__(self, sqlstate: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = REGISTRY[sqlstate]
+        self.message = message
+        self.param = param
+
+
+def error_response(
+    kind: ErrorKind, message: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    body = {"error": {"type": kind.type, "code": kind.code, "message": message, "param": param}}
+    return Response(body, status_code=kind.status, headers=headers)
+
+
+def _from_database(exc: psycopg.Error) -> Response[dict[str, Any]]:
+    sqlstate = exc.sqlstate or ""
+    if not sqlstate and isinstance(exc, psycopg.OperationalError):
+        log.error("database unavailable: %s", exc)
+        return error_response(UNAVAILABLE, "the database is unavailable; retry later", headers={"Retry-After": "5"})
+    kind = REGISTRY.get(sqlstate) or STANDARD.get(sqlstate)
+    if kind is None:
+        log.exception("unmapped database error %s", sqlstate, exc_info=exc)
+        return error_response(INTERNAL, "an internal error occurred; it has been logged")
+    if kind.status >= 500:
+        return error_response(kind, "the database is busy; retry the request", headers={"Retry-After": "1"})
+    diag = exc.diag
+    param = diag.column_name or None
+    if sqlstate in REGISTRY:
+        message = diag.message_primary or kind.code
+    else:
+        # Standard errors carry internal names; say what kind of input failed.
+        message = {"23505": "an object with these values already exists"}.get(
+            sqlstate, f"invalid input: {diag.message_primary}"
+        )
+    return error_response(kind, message, param)
+
+
+def _from_http(exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        extra = exc.extra if isinstance(exc.extra, list) else []
+        first = extra[0] if extra and isinstance(extra[0], dict) else {}
+        kind = ErrorKind(422 if first else 400, "invalid_request_error",
+                         "invalid_parameter" if first else "invalid_request")
+        param = first.get("key") if first else None
+        message = first.get("message", exc.detail) if first else exc.detail
+        return error_response(kind, str(message), param)
+    kind = HTTP_CODES.get(status) or ErrorKind(status, "invalid_request_error" if status < 500 else "api_error",
+                                               "http_error")
+    headers = dict(exc.headers or {})
+    if status == 429 and "RateLimit-Reset" in headers:
+        headers["Retry-After"] = headers["RateLimit-Reset"]
+    message = "no such route" if isinstance(exc, NotFoundException) else exc.detail
+    return error_response(kind, message, headers=headers)
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """The app's only exception handler: every error leaves as the same JSON body."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.kind, exc.message, exc.param)
+    if isinstance(exc, psycopg.Error):
+        return _from_database(exc)
+    if isinstance(exc, PoolTimeout):
+        return error_response(UNAVAILABLE, "the service is busy; retry later", headers={"Retry-After": "1"})
+    if isinstance(exc, HTTPException):
+        return _from_http(exc)
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(INTERNAL, "an internal error occurred; it has been logged")

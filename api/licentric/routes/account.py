@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Response, get
+
+from licentric.db import TenantDb
+from licentric.routes.shapes import errors
+
+
+class AccountLimits(msgspec.Struct):
+    active_licenses: int | None
+    agents: int | None
+    custom_branding: bool
+    embeddable_analytics: bool
+
+
+class AccountUsage(msgspec.Struct):
+    api_keys: int
+
+
+class Account(msgspec.Struct, kw_only=True):
+    object: str = "account"
+    id: UUID
+    name: str
+    plan: str
+    limits: AccountLimits
+    usage: AccountUsage
+    created_at: datetime
+
+
+class AccountController(Controller):
+    path = "/v1/account"
+    tags = ["account"]
+
+    @get(operation_id="getAccount", responses=errors())
+    async def get_account(self, db: TenantDb) -> Response[Account]:
+        """The account the key belongs to: plan, limits (null = unlimited) and usage."""
+        return await db.one(Account, "api.get_account")

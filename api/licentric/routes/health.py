@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from litestar import get
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+
+
+@get("/healthz", operation_id="getHealth", tags=["operations"])
+async def healthz(state: State) -> dict[str, str]:
+    """Liveness and readiness: 200 when the database answers."""
+    try:
+        async with state.pool.connection() as conn:
+            await conn.execute("select 1")
+    except Exception as exc:
+        raise HTTPException(status_code=503, detail="database unavailable") from exc
+    return {"status": "ok"}

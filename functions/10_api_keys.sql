@@ -1,0 +1,280 @@
+-- API keys: lic_sk_ (secret) and lic_pk_ (publishable), then the account id
+-- (32 hex), 160 random bits (40 hex) and an 8-hex checksum of all before it.
+-- The account id in the key lets api.authenticate set the tenant context
+-- before its lookup, so even authentication runs under RLS; the checksum
+-- rejects a mistyped key without touching a table.
+
+create or replace function private.api_key_checksum(body text)
+returns text
+language sql
+immutable
+parallel safe
+as $$
+  select pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(body, 'UTF8')), 'hex'), 8);
+$$;
+comment on function private.api_key_checksum(text) is
+'The 8-hex checksum that ends an API key whose other characters are body.';
+
+create or replace function private.api_key_account(secret text)
+returns uuid
+language plpgsql
+immutable
+parallel safe
+as $$
+declare
+  v_match text[];
+begin
+  v_match := pg_catalog.regexp_match(secret, '^(lic_(?:sk|pk)_([0-9a-f]{32})[0-9a-f]{40})([0-9a-f]{8})$');
+  if v_match is null or private.api_key_checksum(v_match[1]) <> v_match[3] then
+    raise exception using errcode = 'LAUTH', message = 'invalid API key: malformed or mistyped';
+  end if;
+  return v_match[2]::uuid;
+end;
+$$;
+comment on function private.api_key_account(text) is
+'The account an API key names, after checking its format and checksum. Errors: LAUTH.';
+
+create or replace function private.api_key_view(k lic.api_keys, secret text default null)
+returns api.api_key
+language sql
+immutable
+as $$
+  select row(
+    k.id, k.kind, k.name, k.redacted, k.expires_at, k.revoked_at, k.last_used_at, k.rolled_from,
+    k.created_at, secret
+  )::api.api_key;
+$$;
+comment on function private.api_key_view(lic.api_keys, text) is
+'The public shape of a stored API key; secret is only passed when the key is new.';
+
+-- The one place keys are minted: account creation, api.create_api_key and
+-- api.roll_api_key all come here.
+create or replace function private.issue_api_key(
+  account_id uuid,
+  kind text,
+  name text default null,
+  rolled_from uuid default null
+)
+returns api.api_key
+language plpgsql
+volatile
+as $$
+declare
+  v_body text;
+  v_secret text;
+  v_key lic.api_keys;
+begin
+  if kind is null or kind not in ('secret', 'publishable') then
+    raise exception using errcode = 'LINVL', column = 'kind',
+      message = 'kind must be "secret" or "publishable"';
+  end if;
+  v_body := case kind when 'secret' then 'lic_sk_' else 'lic_pk_' end
+    || pg_catalog.replace(account_id::text, '-', '')
+    -- sha256 over two v4 UUIDs (244 random bits) extracts 160 uniform bits.
+    || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(
+      pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+    ), 'hex'), 40);
+  v_secret := v_body || private.api_key_checksum(v_body);
+  insert into lic.api_keys (account_id, kind, name, key_hash, redacted, rolled_from)
+  values (
+    issue_api_key.account_id, issue_api_key.kind, issue_api_key.name,
+    pg_catalog.sha256(pg_catalog.convert_to(v_secret, 'UTF8')),
+    pg_catalog.left(v_secret, 7) || '…' || pg_catalog.right(v_secret, 4),
+    issue_api_key.rolled_from
+  )
+  returning * into v_key;
+  return private.api_key_view(v_key, v_secret);
+end;
+$$;
+comment on function private.issue_api_key(uuid, text, text, uuid) is
+'Mint a key for an account and return it with its clear secret (the only time it is shown).';
+
+create or replace function api.authenticate(secret text)
+returns api.auth_context
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_account_id uuid;
+  v_key lic.api_keys;
+begin
+  perform private.set_context(null, null);
+  v_account_id := private.api_key_account(secret);
+  perform private.set_context(v_account_id, null);
+  select k.* into v_key
+  from lic.api_keys as k
+  where k.account_id = v_account_id
+    and k.key_hash = sha256(convert_to(authenticate.secret, 'UTF8'));
+  if not found then
+    raise exception using errcode = 'LAUTH', message = 'invalid API key';
+  end if;
+  if v_key.revoked_at is not null then
+    raise exception using errcode = 'LAUTH', message = 'this API key has been revoked';
+  end if;
+  if v_key.expires_at <= now() then
+    raise exception using errcode = 'LAUTH', message = 'this API key has expired';
+  end if;
+  perform private.set_context(v_account_id, v_key.kind, v_key.id);
+  -- Minute resolution keeps a busy key from writing its row on every request.
+  update lic.api_keys as k
+  set last_used_at = now()
+  where k.account_id = v_account_id
+    and k.id = v_key.id
+    and (k.last_used_at is null or k.last_used_at < now() - interval '1 minute');
+  return row(v_account_id, v_key.id, v_key.kind)::api.auth_context;
+end;
+$$;
+comment on function api.authenticate(text) is
+'Resolve an API key and set the tenant context for the rest of the transaction; call it first. '
+'Errors: LAUTH (401) for a malformed, unknown, revoked or expired key.';
+
+create or replace function api.create_api_key(kind text, name text default null)
+returns api.api_key
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return private.issue_api_key(private.require_account(), kind, name);
+end;
+$$;
+comment on function api.create_api_key(text, text) is
+'Create a secret or publishable key; the answer carries the clear key, shown this once. Errors: LINVL (422).';
+
+create or replace function api.list_api_keys(
+  page_limit integer default 10,
+  starting_after uuid default null,
+  ending_before uuid default null
+)
+returns setof api.api_key
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.require_account();
+  -- Keyset pagination, the pattern every list function follows: walk the
+  -- primary key index away from the cursor, one row past the page.
+  if ending_before is null then
+    return query
+    select (private.api_key_view(k)).*
+    from lic.api_keys as k
+    where starting_after is null or k.id < starting_after
+    order by k.id desc
+    limit page_limit + 1;
+  else
+    return query
+    select (p.key).*
+    from (
+      select private.api_key_view(k) as key, k.id
+      from lic.api_keys as k
+      where k.id > ending_before
+      order by k.id
+      limit page_limit + 1
+    ) as p
+    order by p.id desc;
+  end if;
+end;
+$$;
+comment on function api.list_api_keys(integer, uuid, uuid) is
+'List the account''s keys newest first (never their secrets), as a keyset page of up to page_limit + 1 rows.';
+
+create or replace function api.get_api_key(api_key_id uuid)
+returns api.api_key
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_key lic.api_keys;
+begin
+  perform private.require_account();
+  select k.* into v_key from lic.api_keys as k where k.id = api_key_id;
+  if not found then
+    raise exception using errcode = 'LNTFD', message = 'API key not found', column = 'id';
+  end if;
+  return private.api_key_view(v_key);
+end;
+$$;
+comment on function api.get_api_key(uuid) is
+'One key of the account, without its secret. Errors: LNTFD (404).';
+
+create or replace function api.roll_api_key(api_key_id uuid, expires_at timestamptz default null)
+returns api.api_key
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_old lic.api_keys;
+  v_expires_at timestamptz := coalesce(roll_api_key.expires_at, now() + interval '24 hours');
+begin
+  perform private.require_account();
+  select k.* into v_old from lic.api_keys as k where k.id = api_key_id for update;
+  if not found then
+    raise exception using errcode = 'LNTFD', message = 'API key not found', column = 'id';
+  end if;
+  if v_old.revoked_at is not null or v_old.expires_at <= now() then
+    raise exception using errcode = 'LSTAT', message = 'a revoked or expired key cannot be rolled';
+  end if;
+  if v_expires_at < now() or v_expires_at > now() + interval '7 days' then
+    raise exception using errcode = 'LINVL', column = 'expires_at',
+      message = 'expires_at must be between now and 7 days from now';
+  end if;
+  -- The old key keeps working until the overlap ends, never longer than before.
+  update lic.api_keys as k
+  set expires_at = least(k.expires_at, v_expires_at)
+  where k.account_id = v_old.account_id and k.id = v_old.id;
+  return private.issue_api_key(v_old.account_id, v_old.kind, v_old.name, v_old.id);
+end;
+$$;
+comment on function api.roll_api_key(uuid, timestamptz) is
+'Replace a key: a new key of the same kind is returned (secret shown once) and the old one stays valid '
+'until expires_at (default 24 hours, at most 7 days; now ends it at once). Errors: LNTFD (404), LSTAT (409), '
+'LINVL (422).';
+
+create or replace function api.revoke_api_key(api_key_id uuid)
+returns api.api_key
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_key lic.api_keys;
+begin
+  perform private.require_account();
+  -- Lock every secret key of the account so two concurrent revokes cannot
+  -- both see another key left and together lock the tenant out.
+  perform from lic.api_keys as k where k.kind = 'secret' for update;
+  select k.* into v_key from lic.api_keys as k where k.id = api_key_id;
+  if not found then
+    raise exception using errcode = 'LNTFD', message = 'API key not found', column = 'id';
+  end if;
+  if v_key.revoked_at is not null then
+    return private.api_key_view(v_key);
+  end if;
+  if v_key.kind = 'secret' and not exists (
+    select from lic.api_keys as k
+    where k.kind = 'secret' and k.id <> v_key.id and k.revoked_at is null
+      and (k.expires_at is null or k.expires_at > now())
+  ) then
+    raise exception using errcode = 'LSTAT',
+      message = 'the last active secret key cannot be revoked; create or roll another first';
+  end if;
+  update lic.api_keys as k
+  set revoked_at = now()
+  where k.account_id = v_key.account_id and k.id = v_key.id
+  returning k.* into v_key;
+  return private.api_key_view(v_key);
+end;
+$$;
+comment on function api.revoke_api_key(uuid) is
+'Revoke a key at once; revoking it again returns it unchanged. The last active secret key cannot be revoked. '
+'Errors: LNTFD (404), LSTAT (409).';

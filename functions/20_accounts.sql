@@ -1,0 +1,66 @@
+-- Accounts (tenants). Creating one is an operator action (`licentric accounts
+-- create`), not an API call, so it lives in private where no login role reaches.
+
+create or replace function private.create_account(name text, plan text default 'free')
+returns table (account_id uuid, secret_key text)
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_account_id uuid := private.uuid_v7();
+begin
+  if not exists (select from lic.tenant_plans as p where p.code = create_account.plan) then
+    raise exception using errcode = 'LINVL', column = 'plan',
+      message = format('unknown plan %L; expected free, starter, growth or enterprise', create_account.plan);
+  end if;
+  -- The account is new, so this function sets its own context (RLS checks
+  -- the insert against it) before writing.
+  perform private.set_context(v_account_id, 'secret');
+  insert into lic.accounts (account_id, name, plan)
+  values (v_account_id, create_account.name, create_account.plan);
+  return query
+  select v_account_id, (private.issue_api_key(v_account_id, 'secret', 'default')).secret;
+end;
+$$;
+comment on function private.create_account(text, text) is
+'Create a tenant account and its first secret key. Operator only. Errors: LINVL (422).';
+
+create or replace function api.get_account()
+returns api.account
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_account_id uuid := private.require_account();
+  v_account api.account;
+begin
+  select
+    a.account_id,
+    a.name,
+    a.plan,
+    jsonb_build_object(
+      'active_licenses', coalesce(a.max_active_licenses, p.max_active_licenses),
+      'agents', coalesce(a.max_agents, p.max_agents),
+      'custom_branding', p.custom_branding,
+      'embeddable_analytics', p.embeddable_analytics
+    ),
+    jsonb_build_object(
+      'api_keys', (
+        select count(*) from lic.api_keys as k
+        where k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
+      )
+    ),
+    a.created_at
+  into v_account
+  from lic.accounts as a
+  join lic.tenant_plans as p on p.code = a.plan
+  where a.account_id = v_account_id;
+  return v_account;
+end;
+$$;
+comment on function api.get_account() is
+'The current account: plan, its limits (null = unlimited) and current usage counts.';

@@ -1,0 +1,61 @@
+-- Idempotency-Key (Stripe's semantics, IETF draft): keys are per account and
+-- kept 24 hours. The HTTP layer calls api.claim_idempotency_key before the
+-- effect and api.save_idempotent_response after it, in the same transaction.
+
+create or replace function api.claim_idempotency_key(key text, fingerprint text)
+returns api.idempotent_response
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_account_id uuid := private.require_account(client_safe => true);
+  v_stored lic.idempotency_keys;
+begin
+  if key is null or length(key) not between 1 and 255 then
+    raise exception using errcode = 'LINVL', column = 'Idempotency-Key',
+      message = 'Idempotency-Key must be 1 to 255 characters';
+  end if;
+  -- Held until commit: a concurrent request with the same key fails at once.
+  if not pg_try_advisory_xact_lock(hashtextextended(v_account_id::text || '/' || key, 0)) then
+    raise exception using errcode = 'LIDEM', column = 'Idempotency-Key',
+      message = 'a request with this Idempotency-Key is still in progress; retry later';
+  end if;
+  select i.* into v_stored
+  from lic.idempotency_keys as i
+  where i.key = claim_idempotency_key.key;
+  if not found then
+    return null;
+  end if;
+  if v_stored.created_at < now() - interval '24 hours' then
+    delete from lic.idempotency_keys as i
+    where i.account_id = v_account_id and i.key = claim_idempotency_key.key;
+    return null;
+  end if;
+  if v_stored.request_fingerprint <> fingerprint then
+    raise exception using errcode = 'LIDPL', column = 'Idempotency-Key',
+      message = 'this Idempotency-Key was used with a different request';
+  end if;
+  return row(v_stored.response_status, v_stored.response_body)::api.idempotent_response;
+end;
+$$;
+comment on function api.claim_idempotency_key(text, text) is
+'Lock an Idempotency-Key for this transaction; returns the stored response of an earlier request with the same '
+'key and fingerprint, or null to go ahead. Errors: LIDEM (409) in progress, LIDPL (422) different request, '
+'LINVL (422).';
+
+create or replace function api.save_idempotent_response(key text, fingerprint text, status integer, body jsonb)
+returns void
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status, response_body)
+  values (private.require_account(client_safe => true), key, fingerprint, status, body);
+end;
+$$;
+comment on function api.save_idempotent_response(text, text, integer, jsonb) is
+'Store the response of a request made with an Idempotency-Key claimed in this transaction.';

@@ -1,0 +1,38 @@
+-- Every lic table with an account_id gets row level security, enabled and
+-- forced (so the owner is filtered too), and two policies:
+--   <table>__all__tenant   RESTRICTIVE: only the current account's rows, for
+--                          the roles that read on a tenant's behalf;
+--   <table>__all__definer  PERMISSIVE: the api functions may use those rows.
+-- Being restrictive, the tenant predicate cannot be widened by any later
+-- permissive policy for those roles. lic_maint gets no tenant predicate: its
+-- cross-tenant access is only what named <table>__<cmd>__maint policies grant.
+do $$
+declare
+  v_table record;
+begin
+  for v_table in
+    select c.oid::regclass as name, c.relname
+    from pg_catalog.pg_class as c
+    join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+    where n.nspname = 'lic'
+      and c.relkind in ('r', 'p')
+      and exists (
+        select from pg_catalog.pg_attribute as a
+        where a.attrelid = c.oid and a.attname = 'account_id' and not a.attisdropped
+      )
+  loop
+    execute format('alter table %s enable row level security', v_table.name);
+    execute format('alter table %s force row level security', v_table.name);
+    execute format(
+      'create policy %I on %s as restrictive for all to lic_definer, lic_reporting '
+      'using (account_id = (select private.current_account_id())) '
+      'with check (account_id = (select private.current_account_id()))',
+      v_table.relname || '__all__tenant', v_table.name
+    );
+    execute format(
+      'create policy %I on %s as permissive for all to lic_definer using (true) with check (true)',
+      v_table.relname || '__all__definer', v_table.name
+    );
+  end loop;
+end;
+$$;
