@@ -92,8 +92,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 identifier_for_request=rate_limit_identity,
                 exclude=["/healthz", "/metrics", "/schema"],
             ).middleware,
-            PrometheusConfig(app_name="licentric", prefix="licentric", group_path=True,
-                             exclude=["/metrics"]).middleware,
+            PrometheusConfig(
+                app_name="licentric", prefix="licentric", group_path=True, exclude=["/metrics"]
+            ).middleware,
         ],
         exception_handlers={Exception: handle_exception},
         logging_config=None,  # observability.configure_logging owns the log format
@@ -101,9 +102,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="Licentric",
             version=__version__,
             description="Entitlements, licensing and usage metering, in Postgres.",
-            components=Components(security_schemes={
-                "apiKey": SecurityScheme(type="http", scheme="bearer", description="lic_sk_… or lic_pk_… key"),
-            }),
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="http", scheme="bearer", description="lic_sk_… or lic_pk_… key"
+                    ),
+                }
+            ),
             security=[{"apiKey": []}],
         ),
     )

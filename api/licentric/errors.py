@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg_pool import PoolTimeout
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from psycopg_pool import PoolTimeout
 
 log = logging.getLogger("licentric")
 
@@ -97,7 +97,9 @@ def _from_database(exc: psycopg.Error) -> Response[dict[str, Any]]:
     sqlstate = exc.sqlstate or ""
     if not sqlstate and isinstance(exc, psycopg.OperationalError):
         log.error("database unavailable: %s", exc)
-        return error_response(UNAVAILABLE, "the database is unavailable; retry later", headers={"Retry-After": "5"})
+        return error_response(
+            UNAVAILABLE, "the database is unavailable; retry later", headers={"Retry-After": "5"}
+        )
     kind = REGISTRY.get(sqlstate) or STANDARD.get(sqlstate)
     if kind is None:
         log.exception("unmapped database error %s", sqlstate, exc_info=exc)
@@ -121,13 +123,17 @@ def _from_http(exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else []
         first = extra[0] if extra and isinstance(extra[0], dict) else {}
-        kind = ErrorKind(422 if first else 400, "invalid_request_error",
-                         "invalid_parameter" if first else "invalid_request")
+        kind = ErrorKind(
+            422 if first else 400,
+            "invalid_request_error",
+            "invalid_parameter" if first else "invalid_request",
+        )
         param = first.get("key") if first else None
         message = first.get("message", exc.detail) if first else exc.detail
         return error_response(kind, str(message), param)
-    kind = HTTP_CODES.get(status) or ErrorKind(status, "invalid_request_error" if status < 500 else "api_error",
-                                               "http_error")
+    kind = HTTP_CODES.get(status) or ErrorKind(
+        status, "invalid_request_error" if status < 500 else "api_error", "http_error"
+    )
     headers = dict(exc.headers or {})
     if status == 429 and "RateLimit-Reset" in headers:
         headers["Retry-After"] = headers["RateLimit-Reset"]

@@ -5,6 +5,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 
 from licentric.db import TenantDb
 from licentric.routes.shapes import errors
@@ -33,9 +34,9 @@ class Account(msgspec.Struct, kw_only=True):
 
 class AccountController(Controller):
     path = "/v1/account"
-    tags = ["account"]
+    tags = ("account",)
 
     @get(operation_id="getAccount", responses=errors())
-    async def get_account(self, db: TenantDb) -> Response[Account]:
+    async def get_account(self, db: NamedDependency[TenantDb]) -> Response[Account]:
         """The account the key belongs to: plan, limits (null = unlimited) and usage."""
         return await db.one(Account, "api.get_account")

