@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: up test lint pgtap pytest bench
+.PHONY: up test lint pgtap pytest bench docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,8 +18,8 @@ up: $(STAMP)
 test: lint pgtap pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check api tests bench
-	$(VENV)/bin/ruff format --check api tests bench
+	$(VENV)/bin/ruff check api tests bench docs
+	$(VENV)/bin/ruff format --check api tests bench docs
 	$(VENV)/bin/sqlfluff lint sql functions policies tests/pgtap
 
 pgtap: $(STAMP)
@@ -30,3 +30,8 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+docs: $(STAMP)
+	psql -X -q "$(TEST_DATABASE_URL)" -c "drop database if exists licentric_docs with (force)" -c "create database licentric_docs"
+	DATABASE_URL="$$(echo "$(TEST_DATABASE_URL)" | sed 's#/[^/]*$$#/licentric_docs#')" sh -c \
+	  '$(VENV)/bin/licentric migrate && $(PY) docs/generate_sql_api.py > docs/sql-api.md'
