@@ -1,17 +1,36 @@
--- The tenant context: transaction-local settings written only by
--- api.authenticate and by definer functions that derive the account
--- themselves. An unset or empty setting reads as null, so RLS sees no rows.
+-- The tenant context: transaction-local settings written only through
+-- private.set_context, by api.authenticate and by definer functions that
+-- derive the account themselves. Any role can write a lic.* setting, so
+-- set_context also signs the settings (bound to the transaction) and the
+-- readers trust only a signed context. An unset, empty or forged context
+-- reads as null, so RLS sees no rows and api functions raise LAUTH.
 
-create or replace function private.current_account_id()
-returns uuid
-language sql
+create or replace function private.context_signature(account_id text, kind text, api_key_id text)
+returns text
+language plpgsql
 stable
 parallel safe
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
-  select nullif(pg_catalog.current_setting('lic.account_id', true), '')::uuid;
+declare
+  v_key bytea;
+begin
+  select k.key into v_key from private.context_signing_keys as k;
+  -- sha256(key || sha256(key || message)); the message includes the start of
+  -- the transaction (as numeric, whose text no session setting changes), so a
+  -- signature read in one transaction is void in the next.
+  return pg_catalog.encode(
+    pg_catalog.sha256(v_key || pg_catalog.sha256(v_key || pg_catalog.convert_to(
+      pg_catalog.jsonb_build_array(account_id, kind, api_key_id, extract(epoch from pg_catalog.now())::text)::text,
+      'UTF8'
+    ))),
+    'hex'
+  );
+end;
 $$;
-comment on function private.current_account_id() is
-'The account of the current transaction, or null when none is set.';
+comment on function private.context_signature(text, text, text) is
+'The signature of a tenant context (the text of its three settings) for the current transaction.';
 
 create or replace function private.set_context(account_id uuid, kind text, api_key_id uuid default null)
 returns void
@@ -21,10 +40,48 @@ as $$
   select
     pg_catalog.set_config('lic.account_id', coalesce(account_id::text, ''), true),
     pg_catalog.set_config('lic.key_kind', coalesce(kind, ''), true),
-    pg_catalog.set_config('lic.api_key_id', coalesce(api_key_id::text, ''), true);
+    pg_catalog.set_config('lic.api_key_id', coalesce(api_key_id::text, ''), true),
+    pg_catalog.set_config(
+      'lic.context_signature',
+      private.context_signature(coalesce(account_id::text, ''), coalesce(kind, ''), coalesce(api_key_id::text, '')),
+      true
+    );
 $$;
 comment on function private.set_context(uuid, text, uuid) is
-'Set the tenant context for the rest of the current transaction only.';
+'Set (and sign) the tenant context for the rest of the current transaction only.';
+
+create or replace function private.current_context(out account_id uuid, out kind text, out api_key_id uuid)
+returns record
+language plpgsql
+stable
+parallel safe
+as $$
+declare
+  v_account_id text := pg_catalog.current_setting('lic.account_id', true);
+  v_kind text := pg_catalog.current_setting('lic.key_kind', true);
+  v_api_key_id text := pg_catalog.current_setting('lic.api_key_id', true);
+begin
+  if pg_catalog.current_setting('lic.context_signature', true)
+    = private.context_signature(v_account_id, v_kind, v_api_key_id) then
+    account_id := nullif(v_account_id, '')::uuid;
+    kind := nullif(v_kind, '');
+    api_key_id := nullif(v_api_key_id, '')::uuid;
+  end if;
+end;
+$$;
+comment on function private.current_context() is
+'The tenant context of the current transaction if private.set_context wrote it, else nulls.';
+
+create or replace function private.current_account_id()
+returns uuid
+language sql
+stable
+parallel safe
+as $$
+  select (private.current_context()).account_id;
+$$;
+comment on function private.current_account_id() is
+'The account of the current transaction, or null when none is set (or it was not set by private.set_context).';
 
 -- Every api function except api.authenticate starts with this call, so a call
 -- without an authenticated account fails loudly instead of seeing nothing, and
@@ -35,14 +92,16 @@ language plpgsql
 stable
 as $$
 declare
-  v_account_id uuid := private.current_account_id();
+  v_account_id uuid;
+  v_kind text;
 begin
+  select c.account_id, c.kind into v_account_id, v_kind from private.current_context() as c;
   if v_account_id is null then
     raise exception using
       errcode = 'LAUTH',
       message = 'no authenticated account: call api.authenticate(secret) first in this transaction';
   end if;
-  if not client_safe and pg_catalog.current_setting('lic.key_kind', true) is distinct from 'secret' then
+  if not client_safe and v_kind is distinct from 'secret' then
     raise exception using
       errcode = 'LDNID',
       message = 'this operation needs a secret key; publishable keys may only validate licenses';
