@@ -1,4 +1,4 @@
-"""Write docs/sql-api.md from the COMMENT ON text of every api function.
+"""Write docs/sql-api.md from the COMMENT ON text of every api function and type.
 
 Usage: DATABASE_URL=... python docs/generate_sql_api.py > docs/sql-api.md
 (`make docs` does this against a scratch database.)"""
@@ -21,6 +21,19 @@ where n.nspname = 'api'
 order by p.proname, arguments
 """
 
+TYPES = """
+select t.typname,
+       coalesce(pg_catalog.obj_description(t.oid, 'pg_type'), '') as comment,
+       (select string_agg(format('%s %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', '
+                          order by a.attnum)
+        from pg_catalog.pg_attribute as a where a.attrelid = t.typrelid and a.attnum > 0) as fields
+from pg_catalog.pg_type as t
+join pg_catalog.pg_namespace as n on n.oid = t.typnamespace
+join pg_catalog.pg_class as c on c.oid = t.typrelid and c.relkind = 'c'
+where n.nspname = 'api'
+order by t.typname
+"""
+
 
 def render(database_url: str) -> str:
     lines = [
@@ -34,6 +47,9 @@ def render(database_url: str) -> str:
     with psycopg.connect(database_url) as conn:
         for name, arguments, result, comment in conn.execute(QUERY):
             lines += [f"## api.{name}", "", f"`api.{name}({arguments})` → `{result}`", "", comment, ""]
+        lines += ["# Types", ""]
+        for name, comment, fields in conn.execute(TYPES):
+            lines += [f"## api.{name}", "", f"`({fields})`", "", comment, ""]
     return "\n".join(lines)
 
 

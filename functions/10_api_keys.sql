@@ -165,7 +165,7 @@ begin
     from lic.api_keys as k
     where starting_after is null or k.id < starting_after
     order by k.id desc
-    limit page_limit + 1;
+    limit private.page_rows(page_limit);
   else
     return query
     select (p.key).*
@@ -174,7 +174,7 @@ begin
       from lic.api_keys as k
       where k.id > ending_before
       order by k.id
-      limit page_limit + 1
+      limit private.page_rows(page_limit)
     ) as p
     order by p.id desc;
   end if;

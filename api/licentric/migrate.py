@@ -3,8 +3,9 @@ repeatable functions/ and policies/ re-applied whenever their content changes.
 
 Versioned files are recorded with their sha256; editing one after it was
 applied is an error. The repeatable set is applied in one transaction after
-dropping every api/worker routine and every lic policy, so a function removed
-from functions/ disappears and a fresh build equals an upgraded one.
+dropping every api/worker routine, every lic policy and every private routine
+nothing depends on, so a function removed from functions/ disappears and a
+fresh build equals an upgraded one.
 """
 
 from __future__ import annotations
@@ -51,6 +52,20 @@ begin
   for v_obj in select schemaname, tablename, policyname from pg_catalog.pg_policies where schemaname = 'lic'
   loop
     execute format('drop policy %I on %I.%I', v_obj.policyname, v_obj.schemaname, v_obj.tablename);
+  end loop;
+  -- private holds helpers from functions/ and a few from sql/ that tables use
+  -- (column defaults, triggers); those have dependents and are kept.
+  for v_obj in
+    select p.oid::regprocedure as signature
+    from pg_catalog.pg_proc as p
+    join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+    where n.nspname = 'private'
+      and not exists (
+        select from pg_catalog.pg_depend as d
+        where d.refclassid = 'pg_catalog.pg_proc'::regclass and d.refobjid = p.oid
+      )
+  loop
+    execute format('drop routine %s', v_obj.signature);
   end loop;
 end;
 $$;
@@ -129,7 +144,9 @@ def migrate(dsn: str, root: Path = ROOT, *, stop_after: str | None = None) -> Mi
 
             wanted = repeatable_hash(root)
             current = conn.execute("select sha256 from lic_migrations.repeatable").fetchone()
-            if current is None or current[0] != wanted:
+            # New tables need the repeatable layer too (RLS, policies, owners),
+            # so any applied versioned file triggers it as well.
+            if report.applied or current is None or current[0] != wanted:
                 with conn.transaction():
                     conn.execute(RESET_REPEATABLE)
                     for path in _repeatable_files(root):
