@@ -50,6 +50,10 @@ def _role_dropper(role: str):
 
 
 async def open_pool(dsn: str, role: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
+    # Fail at once on an unreachable server or an unsafe role; the pool itself
+    # would only log each failed connection and time out after 30 s.
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await _role_dropper(role)(conn)
     pool = AsyncConnectionPool(
         dsn,
         min_size=min_size,

@@ -6,6 +6,7 @@ exception into Stripe's error body {"error": {type, code, message, param}}.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,11 @@ HTTP_CODES: dict[int, ErrorKind] = {
 }
 
 
+# msgspec names the field in the message when the body as a whole is at fault
+# ("Object missing required field `kind`"); Litestar then reports the key "data".
+_FIELD_IN_MESSAGE = re.compile(r"field `([^`]+)`")
+
+
 class ApiError(Exception):
     """An error raised by the Python layer itself, with a registry code."""
 
@@ -95,6 +101,9 @@ def error_response(
 
 def _from_database(exc: psycopg.Error) -> Response[dict[str, Any]]:
     sqlstate = exc.sqlstate or ""
+    if not sqlstate and isinstance(exc, psycopg.DataError):
+        # Refused by psycopg before it reached the server, e.g. a NUL in a string.
+        return error_response(REGISTRY["LINVL"], f"invalid input: {exc}")
     if not sqlstate and isinstance(exc, psycopg.OperationalError):
         log.error("database unavailable: %s", exc)
         return error_response(
@@ -129,8 +138,13 @@ def _from_http(exc: HTTPException) -> Response[dict[str, Any]]:
             "invalid_parameter" if first else "invalid_request",
         )
         param = first.get("key") if first else None
-        message = first.get("message", exc.detail) if first else exc.detail
-        return error_response(kind, str(message), param)
+        message = str(first.get("message", exc.detail) if first else exc.detail)
+        if param == "data":  # "data" is Litestar's name for the body, not a parameter
+            named = _FIELD_IN_MESSAGE.search(message)
+            param = named.group(1) if named else None
+            if message == repr("data"):  # Litestar's KeyError when there is no body at all
+                message = "a JSON request body is required"
+        return error_response(kind, message, param)
     kind = HTTP_CODES.get(status) or ErrorKind(
         status, "invalid_request_error" if status < 500 else "api_error", "http_error"
     )

@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 
 from licentric.db import TenantDb
 from licentric.pagination import Page
-from licentric.routes.shapes import errors
+from licentric.routes.shapes import IdempotentOperation, errors
 
 
 class ApiKey(msgspec.Struct, kw_only=True):
@@ -47,7 +47,12 @@ class ApiKeyController(Controller):
     path = "/v1/api_keys"
     tags = ("api_keys",)
 
-    @post(operation_id="createApiKey", status_code=201, responses=errors(422))
+    @post(
+        operation_id="createApiKey",
+        status_code=201,
+        responses=errors(409, 422),
+        operation_class=IdempotentOperation,
+    )
     async def create_api_key(
         self, db: NamedDependency[TenantDb], data: JSONBody[ApiKeyCreate]
     ) -> Response[ApiKey]:
@@ -66,7 +71,11 @@ class ApiKeyController(Controller):
         return await db.one(ApiKey, "api.get_api_key", {"api_key_id": api_key_id})
 
     @post(
-        "/{api_key_id:uuid}/roll", operation_id="rollApiKey", status_code=200, responses=errors(404, 409, 422)
+        "/{api_key_id:uuid}/roll",
+        operation_id="rollApiKey",
+        status_code=200,
+        responses=errors(404, 409, 422),
+        operation_class=IdempotentOperation,
     )
     async def roll_api_key(
         self,

@@ -1,10 +1,15 @@
 """Response shapes shared by the routes: the error body for the OpenAPI
-document, and the error responses every authenticated route can give."""
+document, the error responses every authenticated route can give, and the
+Idempotency-Key header every POST honours (app.provide_tenant_db)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import msgspec
+from litestar.enums import ParamType
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
 
 
 class ErrorDetail(msgspec.Struct):
@@ -33,3 +38,21 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
     }
     wanted = sorted({400, 401, 403, 429, 503, *statuses})
     return {s: ResponseSpec(ErrorBody, description=described[s], generate_examples=False) for s in wanted}
+
+
+IDEMPOTENCY_KEY = Parameter(
+    name="Idempotency-Key",
+    param_in=ParamType.HEADER,
+    required=False,
+    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=255),
+    description="Makes the request safe to retry: a repeat within 24 hours gets the first answer "
+    "(with `Idempotent-Replayed: true`); 409 while the first is still running, 422 with another payload.",
+)
+
+
+@dataclass
+class IdempotentOperation(Operation):
+    """The OpenAPI operation of a POST: documents the Idempotency-Key header."""
+
+    def __post_init__(self) -> None:
+        self.parameters = [*(self.parameters or []), IDEMPOTENCY_KEY]

@@ -1,0 +1,317 @@
+-- Test-only helpers in the style of basejump's supabase-test-helpers, loaded
+-- by tests/pgtap/run after the migration (never part of sql/). The test files
+-- run as the superuser that loads them and switch roles transaction-locally:
+--   tests.create_account(name, plan)  a tenant and its first secret key,
+--                                     remembered under name;
+--   tests.account_id(name), tests.secret_key(name)   look them up;
+--   tests.remember_key(label, key), tests.key_id(label), tests.key_secret(label)
+--                                     the same for keys a test makes;
+--   tests.act_as(secret)              lic_app, authenticated with the key;
+--   tests.act_as_definer(account_id)  lic_definer with that tenant's context,
+--                                     for table-level RLS checks;
+--   tests.clear_context()             back to the superuser, no context.
+-- The lic_* roles get USAGE on this schema and EXECUTE on what they call
+-- after switching; the migration revoked EXECUTE from PUBLIC by default.
+
+create schema tests;
+grant usage on schema tests to lic_app, lic_definer, lic_maint, lic_worker, lic_reporting;
+
+create function tests.clear_context()
+returns void
+language plpgsql
+volatile
+as $$
+begin
+  perform pg_catalog.set_config('role', 'none', true);
+  perform pg_catalog.set_config('lic.account_id', '', true);
+  perform pg_catalog.set_config('lic.key_kind', '', true);
+  perform pg_catalog.set_config('lic.api_key_id', '', true);
+  perform pg_catalog.set_config('lic.context_signature', '', true);
+end;
+$$;
+comment on function tests.clear_context() is
+'Return to the session''s own role (the superuser) with no tenant context.';
+
+-- Accounts and keys made by a test, by name, so test files can write
+-- tests.account_id('A') or tests.key_secret('A web') (as basejump's
+-- tests.get_supabase_uid does). Rows vanish with each test's rollback.
+create table tests.accounts (
+  name text primary key,
+  account_id uuid not null,
+  secret_key text not null
+);
+create table tests.api_keys (
+  label text primary key,
+  id uuid not null,
+  secret text
+);
+
+create function tests.create_account(name text, plan text default 'free')
+returns table (account_id uuid, secret_key text)
+language plpgsql
+volatile
+as $$
+declare
+  v_account_id uuid;
+  v_secret_key text;
+begin
+  select a.account_id, a.secret_key into v_account_id, v_secret_key
+  from private.create_account(name => create_account.name, plan => create_account.plan) as a;
+  -- private.create_account leaves the new account's context set; a test
+  -- starts from none.
+  perform tests.clear_context();
+  insert into tests.accounts (name, account_id, secret_key) values (create_account.name, v_account_id, v_secret_key);
+  -- The first key is remembered under the account's name (the superuser
+  -- running this bypasses RLS).
+  insert into tests.api_keys (label, id, secret)
+  select create_account.name, k.id, v_secret_key from lic.api_keys as k where k.account_id = v_account_id;
+  return query select v_account_id, v_secret_key;
+end;
+$$;
+comment on function tests.create_account(text, text) is
+'A new tenant account and its first secret key, made as the operator would (call as the superuser); remembered '
+'under name in tests.accounts and tests.api_keys.';
+
+create function tests.account_id(name text)
+returns uuid
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select a.account_id from tests.accounts as a where a.name = account_id.name;
+$$;
+comment on function tests.account_id(text) is
+'The id of the account tests.create_account made under name.';
+
+create function tests.secret_key(name text)
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select a.secret_key from tests.accounts as a where a.name = secret_key.name;
+$$;
+comment on function tests.secret_key(text) is
+'The first secret key of the account tests.create_account made under name.';
+
+create function tests.remember_key(label text, api_key api.api_key)
+returns api.api_key
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  insert into tests.api_keys (label, id, secret) values (remember_key.label, (api_key).id, (api_key).secret);
+  select api_key;
+$$;
+comment on function tests.remember_key(text, api.api_key) is
+'Remember a key (as returned by api.create_api_key or api.roll_api_key) under label; returns it.';
+
+create function tests.key_id(label text)
+returns uuid
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select k.id from tests.api_keys as k where k.label = key_id.label;
+$$;
+comment on function tests.key_id(text) is
+'The id of the key remembered under label.';
+
+create function tests.key_secret(label text)
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select k.secret from tests.api_keys as k where k.label = key_secret.label;
+$$;
+comment on function tests.key_secret(text) is
+'The clear text of the key remembered under label.';
+
+create function tests.act_as(secret text)
+returns api.auth_context
+language plpgsql
+volatile
+as $$
+begin
+  perform pg_catalog.set_config('role', 'lic_app', true);
+  return api.authenticate(secret => act_as.secret);
+end;
+$$;
+comment on function tests.act_as(text) is
+'Become lic_app for the rest of the transaction and authenticate with an API key, as a request does.';
+
+create function tests.act_as_definer(account_id uuid)
+returns void
+language plpgsql
+volatile
+as $$
+begin
+  -- The context is written by private.set_context, as the api functions do,
+  -- while still the superuser (lic_definer may call it too, lic_app may not).
+  perform pg_catalog.set_config('role', 'none', true);
+  perform private.set_context(account_id => act_as_definer.account_id, kind => 'secret');
+  perform pg_catalog.set_config('role', 'lic_definer', true);
+end;
+$$;
+comment on function tests.act_as_definer(uuid) is
+'Become lic_definer (the role api functions run as) with the given account''s context, for table-level checks.';
+
+create function tests.key_ids(variadic labels text[])
+returns setof uuid
+language sql
+stable
+as $$
+  select tests.key_id(l.label) from unnest(labels) with ordinality as l (label, n) order by l.n;
+$$;
+comment on function tests.key_ids(text[]) is
+'The ids of the keys remembered under labels, in the order given.';
+
+-- A key with the character at pos changed to the next hex digit.
+create function tests.mistype(secret text, pos integer)
+returns text
+language sql
+immutable
+as $$
+  select
+    left(secret, pos - 1)
+    || translate(substr(secret, pos, 1), '0123456789abcdef', '123456789abcdef0')
+    || substr(secret, pos + 1);
+$$;
+comment on function tests.mistype(text, integer) is
+'secret with the hex digit at pos replaced by the next one (f wraps to 0).';
+
+-- A secret key in the right format with a valid checksum, naming account_id,
+-- whose random part is all zeros: no such key is ever issued.
+create function tests.well_formed_key(account_id uuid)
+returns text
+language sql
+stable
+as $$
+  select b.body || private.api_key_checksum(b.body)
+  from (select 'lic_sk_' || replace(account_id::text, '-', '') || repeat('0', 40) as body) as b;
+$$;
+comment on function tests.well_formed_key(uuid) is
+'A well-formed secret key with a valid checksum for account_id that was never issued.';
+
+-- Every lic table that holds tenant rows (has an account_id column), so the
+-- isolation tests cover a new table without being edited.
+create function tests.tenant_tables()
+returns setof regclass
+language plpgsql
+stable
+as $$
+begin
+  -- PL/pgSQL, not SQL: an inlined SQL function would let the planner run a
+  -- caller's volatile filter (tests.count_rows) on rows of pg_class that are
+  -- not lic tables.
+  return query
+  select c.oid::regclass
+  from pg_catalog.pg_class as c
+  inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
+  where
+    n.nspname = 'lic'
+    and c.relkind in ('r', 'p')
+    and exists (
+      select from pg_catalog.pg_attribute as a
+      where a.attrelid = c.oid and a.attname = 'account_id' and not a.attisdropped
+    )
+  order by c.oid::regclass::text;
+end;
+$$;
+comment on function tests.tenant_tables() is
+'Every lic table (or partition) with an account_id column.';
+
+create function tests.count_rows(tbl regclass, account_id uuid, of_account boolean default true)
+returns bigint
+language plpgsql
+volatile
+as $$
+declare
+  v_count bigint;
+begin
+  execute format(
+    'select count(*) from %s where account_id %s $1', tbl,
+    case when of_account then 'is not distinct from' else 'is distinct from' end
+  )
+  into v_count
+  using account_id;
+  return v_count;
+end;
+$$;
+comment on function tests.count_rows(regclass, uuid, boolean) is
+'How many rows of tbl the current role sees that belong (of_account) or do not belong to account_id.';
+
+create function tests.touch_rows(tbl regclass, command text, account_id uuid)
+returns bigint
+language plpgsql
+volatile
+as $$
+declare
+  v_count bigint;
+begin
+  if command = 'update' then
+    execute format('update %s set account_id = account_id where account_id = $1', tbl) using account_id;
+  elsif command = 'delete' then
+    execute format('delete from %s where account_id = $1', tbl) using account_id;
+  else
+    raise exception using errcode = '22023', message = format('unknown command %L', command);
+  end if;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+comment on function tests.touch_rows(regclass, text, uuid) is
+'Update (to the same values) or delete the rows of tbl that belong to account_id; returns how many it affected.';
+
+-- The SQLSTATE a statement raises, or null when it succeeds, so one test can
+-- check a whole list of statements and name the ones that misbehave.
+create function tests.sqlstate_of(statement text)
+returns text
+language plpgsql
+volatile
+as $$
+begin
+  execute statement;
+  return null;
+exception
+  when others then
+    return sqlstate;
+end;
+$$;
+comment on function tests.sqlstate_of(text) is
+'The SQLSTATE that statement raises, or null if it runs without error (its effects are rolled back either way).';
+
+-- A call of the function with every argument null, for checks that must
+-- hold before any argument is looked at (an api function without an
+-- authenticated account raises LAUTH whatever it is given).
+create function tests.call_with_nulls(fn regprocedure)
+returns text
+language sql
+stable
+as $$
+  select format(
+    'select * from %s.%s(%s)', pg_catalog.quote_ident(n.nspname), pg_catalog.quote_ident(p.proname),
+    coalesce(
+      (
+        select string_agg(format('null::%s', pg_catalog.format_type(t.type, null)), ', ' order by t.pos)
+        from unnest(p.proargtypes::oid []) with ordinality as t (type, pos)
+      ),
+      ''
+    )
+  )
+  from pg_catalog.pg_proc as p
+  join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+  where p.oid = fn;
+$$;
+comment on function tests.call_with_nulls(regprocedure) is
+'SQL that calls fn with a typed null for every argument.';
+
+grant execute on all functions in schema tests to lic_app, lic_definer, lic_maint, lic_worker, lic_reporting;
+revoke execute on function tests.create_account(text, text) from lic_app, lic_definer, lic_maint, lic_worker,
+lic_reporting;

@@ -1,0 +1,97 @@
+"""The `licentric` command, run as a subprocess the way an operator runs it."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from licentric.migrate import LOCK_ID, ROOT
+
+from processes import Server, cli_env, free_port, run_cli
+
+SQL_FILES = sorted(path.name for path in (ROOT / "sql").glob("*.sql"))
+
+
+def test_migrate_command_migrates_an_empty_database(empty_database: Callable[[], str]):
+    url = empty_database()
+
+    result = run_cli("migrate", env=cli_env(DATABASE_URL=url))
+
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stderr for name in SQL_FILES)
+    with psycopg.connect(url) as conn:
+        applied = conn.execute(
+            "select array_agg(name order by name) from lic_migrations.versioned"
+        ).fetchone()
+    assert applied[0] == SQL_FILES
+
+
+def test_migrate_command_fails_while_another_migrator_holds_the_lock(empty_database: Callable[[], str]):
+    url = empty_database()
+    with psycopg.connect(url, autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(%s)", (LOCK_ID,))
+        result = run_cli("migrate", env=cli_env(DATABASE_URL=url))
+
+    assert result.returncode != 0
+    assert "another `licentric migrate` is running" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_accounts_create_prints_an_account_and_a_working_secret_key(database_url: str):
+    result = run_cli(
+        "accounts", "create", "Acme Tools", "--plan", "starter", env=cli_env(DATABASE_URL=database_url)
+    )
+
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["secret_key"].startswith("lic_sk_")
+    with psycopg.connect(database_url) as conn:
+        conn.execute("set local role lic_app")
+        context = conn.execute(
+            "select account_id::text, kind from api.authenticate(secret => %s)", (created["secret_key"],)
+        ).fetchone()
+        account = conn.execute("select id::text, name, plan from api.get_account()").fetchone()
+    assert context == (created["account_id"], "secret")
+    assert account == (created["account_id"], "Acme Tools", "starter")
+
+
+def test_accounts_create_rejects_an_unknown_plan(database_url: str):
+    result = run_cli(
+        "accounts", "create", "Acme", "--plan", "platinum", env=cli_env(DATABASE_URL=database_url)
+    )
+
+    assert result.returncode == 2
+    assert "invalid choice: 'platinum'" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["migrate"], ["serve"], ["accounts", "create", "Acme"]], ids=" ".join)
+def test_database_commands_without_database_url_exit_naming_it(args: list[str]):
+    result = run_cli(*args, env=cli_env(), timeout=30)
+
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_answers_healthz_and_exits_cleanly_on_sigterm(database_url: str, tmp_path: Path):
+    port = free_port()
+    server = Server(["serve", "--port", str(port)], cli_env(DATABASE_URL=database_url), tmp_path)
+    try:
+        server.wait_healthy(f"http://127.0.0.1:{port}")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+
+        returncode = server.stop(signal.SIGTERM)
+    finally:
+        server.kill()
+
+    # SIGTERM unwinds like Ctrl-C (exit handlers run) and exits with the shell's 128 + 15.
+    assert returncode == 128 + signal.SIGTERM, server.stderr
+    assert "Traceback" not in server.stderr
+    assert "Application shutdown complete" in server.stderr
