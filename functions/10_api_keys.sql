@@ -165,7 +165,7 @@ begin
     from lic.api_keys as k
     where starting_after is null or k.id < starting_after
     order by k.id desc
-    limit private.page_rows(page_limit);
+    limit private.page_rows(page_limit, starting_after, ending_before);
   else
     return query
     select (p.key).*
@@ -174,7 +174,7 @@ begin
       from lic.api_keys as k
       where k.id > ending_before
       order by k.id
-      limit private.page_rows(page_limit)
+      limit private.page_rows(page_limit, starting_after, ending_before)
     ) as p
     order by p.id desc;
   end if;

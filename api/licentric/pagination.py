@@ -15,8 +15,6 @@ from uuid import UUID
 
 from litestar.params import Parameter
 
-from licentric.errors import ApiError
-
 MAX_LIMIT = 100
 
 
@@ -49,6 +47,4 @@ async def provide_page(
         UUID | None, Parameter(description="Cursor: the id of the first object of the next page.")
     ] = None,
 ) -> Page:
-    if starting_after is not None and ending_before is not None:
-        raise ApiError("LINVL", "give starting_after or ending_before, not both", "ending_before")
     return Page(limit, starting_after, ending_before)

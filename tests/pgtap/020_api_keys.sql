@@ -1,6 +1,6 @@
 -- API keys: format, storage, authentication, rolling, revoking, listing.
 begin;
-select plan(56);
+select plan(57);
 
 select from tests.create_account('main');
 select from tests.create_account('lonely');
@@ -311,6 +311,13 @@ select throws_ok(
 );
 select throws_ok(
   'select id from api.list_api_keys(page_limit => 101)', 'LINVL', null, 'page_limit above 100 is refused'
+);
+select throws_ok(
+  format(
+    'select id from api.list_api_keys(page_limit => 2, starting_after => %L, ending_before => %L)',
+    tests.key_id('page 2'), tests.key_id('page 4')
+  ),
+  'LINVL', null, 'two cursors at once are refused'
 );
 
 select * from finish();
