@@ -5,7 +5,7 @@
 -- readers trust only a signed context. An unset, empty or forged context
 -- reads as null, so RLS sees no rows and api functions raise LAUTH.
 
-create or replace function private.context_signature(account_id text, kind text, api_key_id text)
+create or replace function private.context_signature(account_id text, kind text, principal_id text)
 returns text
 language plpgsql
 stable
@@ -22,7 +22,7 @@ begin
   -- signature read in one transaction is void in the next.
   return pg_catalog.encode(
     pg_catalog.sha256(v_key || pg_catalog.sha256(v_key || pg_catalog.convert_to(
-      pg_catalog.jsonb_build_array(account_id, kind, api_key_id, extract(epoch from pg_catalog.now())::text)::text,
+      pg_catalog.jsonb_build_array(account_id, kind, principal_id, extract(epoch from pg_catalog.now())::text)::text,
       'UTF8'
     ))),
     'hex'
@@ -32,7 +32,7 @@ $$;
 comment on function private.context_signature(text, text, text) is
 'The signature of a tenant context (the text of its three settings) for the current transaction.';
 
-create or replace function private.set_context(account_id uuid, kind text, api_key_id uuid default null)
+create or replace function private.set_context(account_id uuid, kind text, principal_id uuid default null)
 returns void
 language sql
 volatile
@@ -40,17 +40,17 @@ as $$
   select
     pg_catalog.set_config('lic.account_id', coalesce(account_id::text, ''), true),
     pg_catalog.set_config('lic.key_kind', coalesce(kind, ''), true),
-    pg_catalog.set_config('lic.api_key_id', coalesce(api_key_id::text, ''), true),
+    pg_catalog.set_config('lic.principal_id', coalesce(principal_id::text, ''), true),
     pg_catalog.set_config(
       'lic.context_signature',
-      private.context_signature(coalesce(account_id::text, ''), coalesce(kind, ''), coalesce(api_key_id::text, '')),
+      private.context_signature(coalesce(account_id::text, ''), coalesce(kind, ''), coalesce(principal_id::text, '')),
       true
     );
 $$;
 comment on function private.set_context(uuid, text, uuid) is
 'Set (and sign) the tenant context for the rest of the current transaction only.';
 
-create or replace function private.current_context(out account_id uuid, out kind text, out api_key_id uuid)
+create or replace function private.current_context(out account_id uuid, out kind text, out principal_id uuid)
 returns record
 language plpgsql
 stable
@@ -59,13 +59,13 @@ as $$
 declare
   v_account_id text := pg_catalog.current_setting('lic.account_id', true);
   v_kind text := pg_catalog.current_setting('lic.key_kind', true);
-  v_api_key_id text := pg_catalog.current_setting('lic.api_key_id', true);
+  v_principal_id text := pg_catalog.current_setting('lic.principal_id', true);
 begin
   if pg_catalog.current_setting('lic.context_signature', true)
-    = private.context_signature(v_account_id, v_kind, v_api_key_id) then
+    = private.context_signature(v_account_id, v_kind, v_principal_id) then
     account_id := nullif(v_account_id, '')::uuid;
     kind := nullif(v_kind, '');
-    api_key_id := nullif(v_api_key_id, '')::uuid;
+    principal_id := nullif(v_principal_id, '')::uuid;
   end if;
 end;
 $$;
@@ -85,8 +85,9 @@ comment on function private.current_account_id() is
 
 -- Every api function except api.authenticate starts with this call, so a call
 -- without an authenticated account fails loudly instead of seeing nothing, and
--- a publishable key reaches only the functions that say they are client-safe.
-create or replace function private.require_account(client_safe boolean default false)
+-- a publishable key or an agent token reaches only the functions that admit
+-- its kind: secret (default), publishable (client-safe), agent.
+create or replace function private.require_account(kinds text[] default array['secret'])
 returns uuid
 language plpgsql
 stable
@@ -101,13 +102,13 @@ begin
       errcode = 'LAUTH',
       message = 'no authenticated account: call api.authenticate(secret) first in this transaction';
   end if;
-  if not client_safe and v_kind is distinct from 'secret' then
+  if v_kind is null or not v_kind = any(kinds) then
     raise exception using
       errcode = 'LDNID',
-      message = 'this operation needs a secret key; publishable keys may only validate licenses';
+      message = format('a %s key may not do this; it needs a %s key', v_kind, array_to_string(kinds, ' or '));
   end if;
   return v_account_id;
 end;
 $$;
-comment on function private.require_account(boolean) is
-'The current account; raises LAUTH without one and LDNID for a non-secret key unless client_safe.';
+comment on function private.require_account(text[]) is
+'The current account; raises LAUTH without one and LDNID when the key''s kind is not among kinds.';

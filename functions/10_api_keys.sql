@@ -1,10 +1,11 @@
--- API keys: lic_sk_ (secret) and lic_pk_ (publishable), then the account id
--- (32 hex), 160 random bits (40 hex) and an 8-hex checksum of all before it.
--- The account id in the key lets api.authenticate set the tenant context
--- before its lookup, so even authentication runs under RLS; the checksum
--- rejects a mistyped key without touching a table.
+-- Tokens: lic_sk_ (secret key), lic_pk_ (publishable key) or lic_ak_ (agent
+-- token), then the account id (32 hex), 160 random bits (40 hex) and an 8-hex
+-- checksum of all before it. The account id in the token lets
+-- api.authenticate set the tenant context before its lookup, so even
+-- authentication runs under RLS; the checksum rejects a mistyped token
+-- without touching a table.
 
-create or replace function private.api_key_checksum(body text)
+create or replace function private.token_checksum(body text)
 returns text
 language sql
 immutable
@@ -12,10 +13,52 @@ parallel safe
 as $$
   select pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(body, 'UTF8')), 'hex'), 8);
 $$;
-comment on function private.api_key_checksum(text) is
-'The 8-hex checksum that ends an API key whose other characters are body.';
+comment on function private.token_checksum(text) is
+'The 8-hex checksum that ends a token whose other characters are body.';
 
-create or replace function private.api_key_account(secret text)
+-- The one place tokens are minted: API keys and agent tokens.
+create or replace function private.mint_token(prefix text, account_id uuid)
+returns text
+language plpgsql
+volatile
+as $$
+declare
+  v_body text;
+begin
+  v_body := prefix || pg_catalog.replace(account_id::text, '-', '')
+    -- sha256 over two v4 UUIDs (244 random bits) extracts 160 uniform bits.
+    || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(
+      pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+    ), 'hex'), 40);
+  return v_body || private.token_checksum(v_body);
+end;
+$$;
+comment on function private.mint_token(text, uuid) is
+'A new token with the given prefix (lic_sk_, lic_pk_, lic_ak_) for an account.';
+
+create or replace function private.token_hash(secret text)
+returns bytea
+language sql
+immutable
+parallel safe
+as $$
+  select pg_catalog.sha256(pg_catalog.convert_to(secret, 'UTF8'));
+$$;
+comment on function private.token_hash(text) is
+'How tokens are stored and looked up: their sha256.';
+
+create or replace function private.token_redacted(secret text)
+returns text
+language sql
+immutable
+parallel safe
+as $$
+  select pg_catalog.left(secret, 7) || '…' || pg_catalog.right(secret, 4);
+$$;
+comment on function private.token_redacted(text) is
+'How a token is shown after its creation: prefix and last four characters.';
+
+create or replace function private.token_account(secret text)
 returns uuid
 language plpgsql
 immutable
@@ -24,15 +67,15 @@ as $$
 declare
   v_match text[];
 begin
-  v_match := pg_catalog.regexp_match(secret, '^(lic_(?:sk|pk)_([0-9a-f]{32})[0-9a-f]{40})([0-9a-f]{8})$');
-  if v_match is null or private.api_key_checksum(v_match[1]) <> v_match[3] then
+  v_match := pg_catalog.regexp_match(secret, '^(lic_(?:sk|pk|ak)_([0-9a-f]{32})[0-9a-f]{40})([0-9a-f]{8})$');
+  if v_match is null or private.token_checksum(v_match[1]) <> v_match[3] then
     raise exception using errcode = 'LAUTH', message = 'invalid API key: malformed or mistyped';
   end if;
   return v_match[2]::uuid;
 end;
 $$;
-comment on function private.api_key_account(text) is
-'The account an API key names, after checking its format and checksum. Errors: LAUTH.';
+comment on function private.token_account(text) is
+'The account a token names, after checking its format and checksum. Errors: LAUTH.';
 
 create or replace function private.api_key_view(k lic.api_keys, secret text default null)
 returns api.api_key
@@ -60,7 +103,6 @@ language plpgsql
 volatile
 as $$
 declare
-  v_body text;
   v_secret text;
   v_key lic.api_keys;
 begin
@@ -68,18 +110,12 @@ begin
     raise exception using errcode = 'LINVL', column = 'kind',
       message = 'kind must be "secret" or "publishable"';
   end if;
-  v_body := case kind when 'secret' then 'lic_sk_' else 'lic_pk_' end
-    || pg_catalog.replace(account_id::text, '-', '')
-    -- sha256 over two v4 UUIDs (244 random bits) extracts 160 uniform bits.
-    || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(
-      pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
-    ), 'hex'), 40);
-  v_secret := v_body || private.api_key_checksum(v_body);
+  v_secret := private.mint_token(case kind when 'secret' then 'lic_sk_' else 'lic_pk_' end, account_id);
   insert into lic.api_keys (account_id, kind, name, key_hash, redacted, rolled_from)
   values (
     issue_api_key.account_id, issue_api_key.kind, issue_api_key.name,
-    pg_catalog.sha256(pg_catalog.convert_to(v_secret, 'UTF8')),
-    pg_catalog.left(v_secret, 7) || '…' || pg_catalog.right(v_secret, 4),
+    private.token_hash(v_secret),
+    private.token_redacted(v_secret),
     issue_api_key.rolled_from
   )
   returning * into v_key;
@@ -98,15 +134,27 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_account_id uuid;
+  v_hash bytea := private.token_hash(secret);
   v_key lic.api_keys;
+  v_agent lic.agents;
 begin
   perform private.set_context(null, null);
-  v_account_id := private.api_key_account(secret);
+  v_account_id := private.token_account(secret);
+  -- Provisional context (no kind: no api function accepts it) so the lookup
+  -- itself runs under the tenant policy.
   perform private.set_context(v_account_id, null);
-  select k.* into v_key
-  from lic.api_keys as k
-  where k.account_id = v_account_id
-    and k.key_hash = sha256(convert_to(authenticate.secret, 'UTF8'));
+  if starts_with(secret, 'lic_ak_') then
+    select a.* into v_agent from lic.agents as a where a.account_id = v_account_id and a.token_hash = v_hash;
+    if not found then
+      raise exception using errcode = 'LAUTH', message = 'invalid agent token';
+    end if;
+    if v_agent.status <> 'active' then
+      raise exception using errcode = 'LAUTH', message = 'this agent has been revoked';
+    end if;
+    perform private.set_context(v_account_id, 'agent', v_agent.id);
+    return row(v_account_id, null, 'agent', v_agent.id)::api.auth_context;
+  end if;
+  select k.* into v_key from lic.api_keys as k where k.account_id = v_account_id and k.key_hash = v_hash;
   if not found then
     raise exception using errcode = 'LAUTH', message = 'invalid API key';
   end if;
@@ -123,12 +171,12 @@ begin
   where k.account_id = v_account_id
     and k.id = v_key.id
     and (k.last_used_at is null or k.last_used_at < now() - interval '1 minute');
-  return row(v_account_id, v_key.id, v_key.kind)::api.auth_context;
+  return row(v_account_id, v_key.id, v_key.kind, null)::api.auth_context;
 end;
 $$;
 comment on function api.authenticate(text) is
-'Resolve an API key and set the tenant context for the rest of the transaction; call it first. '
-'Errors: LAUTH (401) for a malformed, unknown, revoked or expired key.';
+'Resolve an API key or agent token and set the tenant context for the rest of the transaction; call it first. '
+'Errors: LAUTH (401) for a malformed, unknown, revoked or expired key or token.';
 
 create or replace function api.create_api_key(kind text, name text default null)
 returns api.api_key

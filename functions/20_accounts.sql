@@ -49,6 +49,8 @@ begin
       'embeddable_analytics', p.embeddable_analytics
     ),
     jsonb_build_object(
+      'active_licenses', a.active_licenses,
+      'agents', a.active_agents,
       'api_keys', (
         select count(*) from lic.api_keys as k
         where k.revoked_at is null and (k.expires_at is null or k.expires_at > now())

@@ -10,7 +10,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account(client_safe => true);
+  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable', 'agent']);
   v_stored lic.idempotency_keys;
 begin
   if key is null or length(key) not between 1 and 255 then
@@ -56,7 +56,7 @@ begin
   -- A clear secret (a new API key) is never stored: a replay answers without it.
   insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status, response_body)
   values (
-    private.require_account(client_safe => true), key, fingerprint, status,
+    private.require_account(kinds => array['secret', 'publishable', 'agent']), key, fingerprint, status,
     case when jsonb_typeof(body) = 'object' then body - 'secret' else body end
   );
 end;

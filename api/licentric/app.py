@@ -23,8 +23,15 @@ from licentric.errors import ApiError, handle_exception
 from licentric.observability import configure_logging, request_id_middleware
 from licentric.pagination import provide_page
 from licentric.routes.account import AccountController
+from licentric.routes.agents import AgentController
 from licentric.routes.api_keys import ApiKeyController
+from licentric.routes.customers import CustomerController
+from licentric.routes.entitlements import EntitlementController
+from licentric.routes.events import EventController
 from licentric.routes.health import healthz
+from licentric.routes.license_policies import LicensePolicyController
+from licentric.routes.licenses import LicenseController
+from licentric.routes.machines import MachineController
 from licentric.settings import Settings
 
 API_ROLE = "lic_app"
@@ -83,7 +90,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await app.state.pool.close()
 
     return LicentricApp(
-        route_handlers=[healthz, AccountController, ApiKeyController, LicentricPrometheusController],
+        route_handlers=[
+            healthz,
+            AccountController,
+            ApiKeyController,
+            LicensePolicyController,
+            EntitlementController,
+            CustomerController,
+            LicenseController,
+            MachineController,
+            AgentController,
+            EventController,
+            LicentricPrometheusController,
+        ],
         dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},
         lifespan=[database],
         middleware=[

@@ -264,7 +264,8 @@ select functions_are(
   'api',
   array[
     'authenticate', 'create_api_key', 'list_api_keys', 'get_api_key', 'roll_api_key', 'revoke_api_key',
-    'get_account', 'claim_idempotency_key', 'save_idempotent_response'
+    'get_account', 'claim_idempotency_key', 'save_idempotent_response',
+    'create_license'
   ],
   'the api schema exposes exactly the documented functions'
 );

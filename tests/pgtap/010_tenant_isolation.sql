@@ -85,6 +85,8 @@ select from tests.remember_key('B backend', api.create_api_key(kind => 'secret',
 select from api.claim_idempotency_key(key => 'order-1', fingerprint => 'fp-b');
 select from api.save_idempotent_response(key => 'order-1', fingerprint => 'fp-b', status => 201, body => '{"t": "B"}');
 select tests.clear_context();
+select tests.seed_licensing(tests.account_id('A'));
+select tests.seed_licensing(tests.account_id('B'));
 
 select is_empty(
   $$

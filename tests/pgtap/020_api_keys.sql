@@ -65,12 +65,12 @@ select is(
 set local role lic_maint;
 select ok(not has_table_privilege('lic.api_keys', 'select'), 'lic_maint cannot read lic.api_keys');
 select is(
-  private.api_key_account(tests.secret_key('main')), tests.account_id('main'),
+  private.token_account(tests.secret_key('main')), tests.account_id('main'),
   'the account is read from a well-formed key without table access'
 );
 select throws_ok(
   format(
-    'select private.api_key_account(%L)',
+    'select private.token_account(%L)',
     tests.mistype(tests.secret_key('main'), 50)
   ),
   'LAUTH', null,
@@ -78,23 +78,23 @@ select throws_ok(
 );
 select throws_ok(
   format(
-    'select private.api_key_account(%L)',
+    'select private.token_account(%L)',
     tests.mistype(tests.secret_key('main'), 87)
   ),
   'LAUTH', null,
   'a key with its checksum changed raises LAUTH without table access'
 );
 select throws_ok(
-  format('select private.api_key_account(%L)', upper(tests.secret_key('main'))),
+  format('select private.token_account(%L)', upper(tests.secret_key('main'))),
   'LAUTH', null,
   'an uppercase key is malformed (LAUTH)'
 );
 select throws_ok(
-  format('select private.api_key_account(%L)', left(tests.secret_key('main'), 86)),
+  format('select private.token_account(%L)', left(tests.secret_key('main'), 86)),
   'LAUTH', null,
   'a truncated key is malformed (LAUTH)'
 );
-select throws_ok('select private.api_key_account(null)', 'LAUTH', null, 'a null key raises LAUTH');
+select throws_ok('select private.token_account(null)', 'LAUTH', null, 'a null key raises LAUTH');
 select tests.clear_context();
 
 -- Well-formed keys with a valid checksum that were never issued.

@@ -25,7 +25,7 @@ begin
   perform pg_catalog.set_config('role', 'none', true);
   perform pg_catalog.set_config('lic.account_id', '', true);
   perform pg_catalog.set_config('lic.key_kind', '', true);
-  perform pg_catalog.set_config('lic.api_key_id', '', true);
+  perform pg_catalog.set_config('lic.principal_id', '', true);
   perform pg_catalog.set_config('lic.context_signature', '', true);
 end;
 $$;
@@ -193,7 +193,7 @@ returns text
 language sql
 stable
 as $$
-  select b.body || private.api_key_checksum(b.body)
+  select b.body || private.token_checksum(b.body)
   from (select 'lic_sk_' || replace(account_id::text, '-', '') || repeat('0', 40) as body) as b;
 $$;
 comment on function tests.well_formed_key(uuid) is
@@ -315,3 +315,41 @@ comment on function tests.call_with_nulls(regprocedure) is
 grant execute on all functions in schema tests to lic_app, lic_definer, lic_maint, lic_worker, lic_reporting;
 revoke execute on function tests.create_account(text, text) from lic_app, lic_definer, lic_maint, lic_worker,
 lic_reporting;
+
+-- One row in every licensing table for an account, written as the superuser,
+-- so the two-tenant checks in 010_tenant_isolation.sql are not vacuous. A new
+-- tenant table gets its row here.
+create function tests.seed_licensing(account_id uuid)
+returns void
+language plpgsql
+volatile
+as $$
+declare
+  v_policy uuid;
+  v_entitlement uuid;
+  v_customer uuid;
+  v_license uuid;
+begin
+  insert into lic.license_policies (account_id, code, name) values (seed_licensing.account_id, 'seed', 'Seed')
+  returning id into v_policy;
+  insert into lic.entitlements (account_id, code, name) values (seed_licensing.account_id, 'seed', 'Seed')
+  returning id into v_entitlement;
+  insert into lic.policy_entitlements (account_id, policy_id, entitlement_id)
+  values (seed_licensing.account_id, v_policy, v_entitlement);
+  insert into lic.customers (account_id, email, external_id) values (seed_licensing.account_id, 'seed@example.com', 'seed')
+  returning id into v_customer;
+  insert into lic.licenses (account_id, key, policy_id, customer_id)
+  values (seed_licensing.account_id, private.new_license_key(), v_policy, v_customer)
+  returning id into v_license;
+  insert into lic.license_entitlements (account_id, license_id, entitlement_id, effect)
+  values (seed_licensing.account_id, v_license, v_entitlement, 'grant');
+  insert into lic.machines (account_id, license_id, fingerprint) values (seed_licensing.account_id, v_license, 'seed');
+  insert into lic.license_users (account_id, license_id, customer_id, role)
+  values (seed_licensing.account_id, v_license, v_customer, 'owner');
+  insert into lic.agents (account_id, name, token_hash, redacted)
+  values (seed_licensing.account_id, 'seed', sha256(convert_to(seed_licensing.account_id::text, 'UTF8')), 'seed');
+  insert into lic.events (account_id, type, object) values (seed_licensing.account_id, 'seed.created', '{}');
+end;
+$$;
+comment on function tests.seed_licensing(uuid) is
+'One row in each licensing table for the account (as the superuser, bypassing the api).';

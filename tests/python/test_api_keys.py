@@ -222,7 +222,7 @@ async def test_account_shows_name_plan_limits_and_active_key_count(client, make_
         "custom_branding": True,
         "embeddable_analytics": True,
     }
-    assert body["usage"] == {"api_keys": 1}
+    assert body["usage"] == {"active_licenses": 0, "agents": 0, "api_keys": 1}
 
 
 async def test_enterprise_limits_are_null_meaning_unlimited(client, make_account):

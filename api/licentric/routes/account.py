@@ -19,6 +19,8 @@ class AccountLimits(msgspec.Struct):
 
 
 class AccountUsage(msgspec.Struct):
+    active_licenses: int
+    agents: int
     api_keys: int
 
 
