@@ -197,3 +197,18 @@ comment on function api.create_license(uuid, text, uuid, timestamptz, jsonb) is
 'Create a license on a policy (by id or code), optionally for a customer (who becomes its owner seat); expiry '
 'defaults to now + the policy''s duration. The answer carries the key. Errors: LINVL (422), LNTFD (404), '
 'LSTAT (409) archived policy, LPLAN (402) tenant plan limit.';
+
+create or replace function private.machine_alive(
+  last_heartbeat_at timestamptz,
+  heartbeat_interval interval,
+  at timestamptz default now()
+)
+returns boolean
+language sql
+immutable
+parallel safe
+as $$
+  select heartbeat_interval is null or last_heartbeat_at > at - heartbeat_interval;
+$$;
+comment on function private.machine_alive(timestamptz, interval, timestamptz) is
+'Whether a machine counts: its policy needs no heartbeat, or it was heard from within the interval.';
