@@ -1,0 +1,212 @@
+-- A license's entitlements: its policy's, plus the license's own grants,
+-- minus its revokes (DESIGN §3). The two private functions here are the one
+-- definition of that set; listing, validation and entitlement checks all use
+-- them, and both only walk primary keys of one license and one policy.
+
+create or replace function private.effective_entitlements(account_id uuid, license_id uuid, policy_id uuid)
+returns table (entitlement_id uuid, code text, name text, source text)
+language sql
+stable
+as $$
+  with candidates as (
+    select pe.entitlement_id
+    from lic.policy_entitlements as pe
+    where pe.account_id = effective_entitlements.account_id and pe.policy_id = effective_entitlements.policy_id
+    union
+    select le.entitlement_id
+    from lic.license_entitlements as le
+    where
+      le.account_id = effective_entitlements.account_id
+      and le.license_id = effective_entitlements.license_id
+      and le.effect = 'grant'
+  )
+
+  select
+    e.id,
+    e.code,
+    e.name,
+    case when o.effect = 'grant' then 'grant' else 'policy' end
+  from candidates as c
+  inner join lic.entitlements as e
+    on e.account_id = effective_entitlements.account_id and c.entitlement_id = e.id
+  left join lic.license_entitlements as o
+    on
+      o.account_id = effective_entitlements.account_id
+      and o.license_id = effective_entitlements.license_id
+      and c.entitlement_id = o.entitlement_id
+  where o.effect is distinct from 'revoke'
+  order by e.code collate "C";
+$$;
+comment on function private.effective_entitlements(uuid, uuid, uuid) is
+'A license''s effective entitlements sorted by code: its policy''s and its grants, less its revokes; source is '
+'grant when the license grants it itself, else policy.';
+
+create or replace function private.effective_entitlement_codes(account_id uuid, license_id uuid, policy_id uuid)
+returns text[]
+language sql
+stable
+as $$
+  select coalesce(array_agg(e.code order by e.code collate "C"), '{}')
+  from private.effective_entitlements(account_id, license_id, policy_id) as e;
+$$;
+comment on function private.effective_entitlement_codes(uuid, uuid, uuid) is
+'The codes of a license''s effective entitlements, sorted.';
+
+create or replace function private.license_has_entitlement(
+  account_id uuid,
+  license_id uuid,
+  policy_id uuid,
+  entitlement_code text
+)
+returns boolean
+language plpgsql
+stable
+as $$
+declare
+  v_entitlement_id uuid;
+  v_effect text;
+begin
+  select e.id into v_entitlement_id from lic.entitlements as e
+  where e.account_id = license_has_entitlement.account_id and e.code = entitlement_code;
+  if not found then
+    return false;
+  end if;
+  select o.effect into v_effect from lic.license_entitlements as o
+  where
+    o.account_id = license_has_entitlement.account_id
+    and o.license_id = license_has_entitlement.license_id
+    and o.entitlement_id = v_entitlement_id;
+  if found then
+    return v_effect = 'grant';
+  end if;
+  return exists (
+    select from lic.policy_entitlements as pe
+    where
+      pe.account_id = license_has_entitlement.account_id
+      and pe.policy_id = license_has_entitlement.policy_id
+      and pe.entitlement_id = v_entitlement_id
+  );
+end;
+$$;
+comment on function private.license_has_entitlement(uuid, uuid, uuid, text) is
+'Whether a license has one entitlement (by code): a license override decides, else its policy; three '
+'primary-key lookups. The same answer as membership in private.effective_entitlements.';
+
+create or replace function private.license_entitlement_rows(license lic.licenses)
+returns setof api.license_entitlement
+language sql
+stable
+as $$
+  select e.code, e.name, e.source
+  from private.effective_entitlements(license.account_id, license.id, license.policy_id) as e;
+$$;
+comment on function private.license_entitlement_rows(lic.licenses) is
+'The public shape of a license''s effective entitlements, sorted by code.';
+
+create or replace function api.list_license_entitlements(license_id uuid)
+returns setof api.license_entitlement
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_account_id uuid := private.require_account();
+  v_license lic.licenses;
+begin
+  select l.* into v_license from lic.licenses as l
+  where l.account_id = v_account_id and l.id = list_license_entitlements.license_id;
+  if not found then
+    raise exception using errcode = 'LNTFD', column = 'license_id', message = 'license not found';
+  end if;
+  return query select * from private.license_entitlement_rows(v_license);
+end;
+$$;
+comment on function api.list_license_entitlements(uuid) is
+'A license''s effective entitlements (its policy''s, plus its grants, less its revokes), sorted by code, each '
+'with its source: policy or grant. Errors: LNTFD (404).';
+
+create or replace function private.change_license_override(
+  license_id uuid,
+  code text,
+  effect text
+)
+returns setof api.license_entitlement
+language plpgsql
+volatile
+as $$
+declare
+  v_license lic.licenses := private.lock_license(license_id);
+  v_entitlement_id uuid;
+  v_before text[] := private.effective_entitlement_codes(v_license.account_id, v_license.id, v_license.policy_id);
+  v_after text[];
+  v_changed integer;
+begin
+  select e.id into v_entitlement_id from lic.entitlements as e
+  where e.account_id = v_license.account_id and e.code = change_license_override.code;
+  if not found then
+    raise exception using errcode = 'LNTFD', column = 'code', message = 'entitlement not found';
+  end if;
+  if effect is null then
+    delete from lic.license_entitlements as o
+    where o.account_id = v_license.account_id and o.license_id = v_license.id and o.entitlement_id = v_entitlement_id;
+  else
+    insert into lic.license_entitlements (account_id, license_id, entitlement_id, effect)
+    values (v_license.account_id, v_license.id, v_entitlement_id, change_license_override.effect)
+    on conflict on constraint license_entitlements_pkey do update
+      set effect = excluded.effect
+      where license_entitlements.effect is distinct from excluded.effect;
+  end if;
+  get diagnostics v_changed = row_count;
+  if v_changed > 0 then
+    v_after := private.effective_entitlement_codes(v_license.account_id, v_license.id, v_license.policy_id);
+    perform private.emit_event(
+      v_license.account_id, 'license.entitlements_updated',
+      to_jsonb(private.license_view(v_license)) || jsonb_build_object('entitlements', v_after),
+      case when v_after is distinct from v_before then jsonb_build_object('entitlements', v_before) else '{}' end
+    );
+  end if;
+  return query select * from private.license_entitlement_rows(v_license);
+end;
+$$;
+comment on function private.change_license_override(uuid, text, text) is
+'Set (grant or revoke) or, with a null effect, remove a license''s override of one entitlement; emits '
+'license.entitlements_updated when the override changed. Errors: LNTFD.';
+
+create or replace function api.set_license_entitlement(license_id uuid, code text, effect text)
+returns setof api.license_entitlement
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.require_account();
+  if effect is null or effect not in ('grant', 'revoke') then
+    raise exception using errcode = 'LINVL', column = 'effect', message = 'effect must be "grant" or "revoke"';
+  end if;
+  return query select * from private.change_license_override(license_id, code, effect);
+end;
+$$;
+comment on function api.set_license_entitlement(uuid, text, text) is
+'Override one entitlement (by code) on a license: grant adds it whatever the policy says, revoke removes it. '
+'Setting it again replaces the effect. Returns the license''s effective entitlements; emits '
+'license.entitlements_updated (data.object carries the effective codes, previous_attributes the old ones). '
+'Errors: LNTFD (404) license or entitlement, LINVL (422) effect.';
+
+create or replace function api.remove_license_entitlement(license_id uuid, code text)
+returns setof api.license_entitlement
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.require_account();
+  return query select * from private.change_license_override(license_id, code, null);
+end;
+$$;
+comment on function api.remove_license_entitlement(uuid, text) is
+'Remove a license''s override of one entitlement, so its policy decides again (no override: nothing changes). '
+'Returns the license''s effective entitlements; emits license.entitlements_updated when an override was removed. '
+'Errors: LNTFD (404) license or entitlement.';
