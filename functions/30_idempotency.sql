@@ -53,14 +53,15 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  -- A clear secret (a new API key) is never stored: a replay answers without it.
+  -- A clear secret (a new API key) or token (a new agent token) is never
+  -- stored: a replay answers without it.
   insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status, response_body)
   values (
     private.require_account(kinds => array['secret', 'publishable', 'agent']), key, fingerprint, status,
-    case when jsonb_typeof(body) = 'object' then body - 'secret' else body end
+    case when jsonb_typeof(body) = 'object' then body - 'secret' - 'token' else body end
   );
 end;
 $$;
 comment on function api.save_idempotent_response(text, text, integer, jsonb) is
 'Store the response of a request made with an Idempotency-Key claimed in this transaction; a top-level '
-'"secret" (a new key) is left out, so a replay answers without it.';
+'"secret" (a new API key) or "token" (a new agent token) is left out, so a replay answers without it.';

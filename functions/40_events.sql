@@ -8,12 +8,18 @@ create or replace function private.emit_event(
   previous_attributes jsonb default null
 )
 returns uuid
-language sql
+language plpgsql
 volatile
 as $$
-  insert into lic.events (account_id, type, object, previous_attributes)
-  values (emit_event.account_id, emit_event.type, emit_event.object, emit_event.previous_attributes)
-  returning id;
+declare
+  -- The id is made here, not read back with RETURNING, so writers with
+  -- INSERT alone (the worker, as lic_maint) can emit too.
+  v_id uuid := private.uuid_v7();
+begin
+  insert into lic.events (account_id, id, type, object, previous_attributes)
+  values (emit_event.account_id, v_id, emit_event.type, emit_event.object, emit_event.previous_attributes);
+  return v_id;
+end;
 $$;
 comment on function private.emit_event(uuid, text, jsonb, jsonb) is
 'Record an event (type, data.object, data.previous_attributes) for an account in the current transaction.';

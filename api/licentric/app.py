@@ -30,8 +30,8 @@ from licentric.routes.entitlements import EntitlementController
 from licentric.routes.events import EventController
 from licentric.routes.health import healthz
 from licentric.routes.license_policies import LicensePolicyController
-from licentric.routes.licenses import LicenseController
-from licentric.routes.machines import MachineController
+from licentric.routes.licenses import EntitlementCheckController, LicenseController
+from licentric.routes.machines import LicenseMachineController, LicenseUserController, MachineController
 from licentric.settings import Settings
 
 API_ROLE = "lic_app"
@@ -98,7 +98,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EntitlementController,
             CustomerController,
             LicenseController,
+            EntitlementCheckController,
             MachineController,
+            LicenseMachineController,
+            LicenseUserController,
             AgentController,
             EventController,
             LicentricPrometheusController,
@@ -124,7 +127,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             components=Components(
                 security_schemes={
                     "apiKey": SecurityScheme(
-                        type="http", scheme="bearer", description="lic_sk_… or lic_pk_… key"
+                        type="http",
+                        scheme="bearer",
+                        description=(
+                            "A secret (lic_sk_…) or publishable (lic_pk_…) key, or an agent token (lic_ak_…)"
+                        ),
                     ),
                 }
             ),

@@ -68,7 +68,14 @@ async def open_pool(dsn: str, role: str, min_size: int = 2, max_size: int = 10) 
 
 
 def _adapt(value: Any) -> Any:
-    return Jsonb(value) if isinstance(value, dict | list) else value
+    """Objects go as jsonb and lists as arrays. Integers go untyped, so the
+    function's own parameter type applies: a number too big for an integer
+    parameter is then a 22003 (422), not a bigint that matches no function."""
+    if isinstance(value, dict):
+        return Jsonb(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _call(function: str, args: Mapping[str, Any]) -> sql.Composed:
@@ -150,6 +157,12 @@ class TenantDb:
         rows, replayed = await self._rows(function, args or {}, status)
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(msgspec.convert(rows[0], shape, strict=False), status_code=status, headers=headers)
+
+    async def all(self, shape: type[T], function: str, args: Mapping[str, Any] | None = None) -> T:
+        """Every row of an api function with a short, bounded answer (no cursor), as a
+        list Struct whose has_more is false."""
+        rows, _ = await self._rows(function, args or {}, 200)
+        return msgspec.convert({"data": rows, "has_more": False}, shape, strict=False)
 
     async def page(
         self, shape: type[T], function: str, page: Page, args: Mapping[str, Any] | None = None

@@ -263,9 +263,18 @@ select is_empty(
 select functions_are(
   'api',
   array[
-    'authenticate', 'create_api_key', 'list_api_keys', 'get_api_key', 'roll_api_key', 'revoke_api_key',
-    'get_account', 'claim_idempotency_key', 'save_idempotent_response',
-    'create_license'
+    'activate_machine', 'add_license_user', 'archive_license_policy', 'attach_entitlement', 'authenticate',
+    'cancel_license', 'change_license_policy', 'check_entitlement', 'claim_idempotency_key', 'create_agent',
+    'create_api_key', 'create_customer', 'create_entitlement', 'create_license', 'create_license_policy',
+    'deactivate_machine', 'detach_entitlement', 'get_account', 'get_agent', 'get_api_key',
+    'get_current_agent', 'get_customer', 'get_entitlement', 'get_event', 'get_license', 'get_license_policy',
+    'get_machine', 'heartbeat_machine', 'list_agents', 'list_api_keys', 'list_customers', 'list_entitlements',
+    'list_events', 'list_license_entitlements', 'list_license_policies', 'list_license_users',
+    'list_licenses', 'list_machines', 'reinstate_license', 'remove_license_entitlement',
+    'remove_license_user', 'renew_license', 'revoke_agent', 'revoke_api_key', 'roll_agent_token',
+    'roll_api_key', 'save_idempotent_response', 'set_license_entitlement', 'suspend_license',
+    'transfer_machine', 'update_agent', 'update_customer', 'update_entitlement', 'update_license',
+    'update_license_policy', 'validate_license'
   ],
   'the api schema exposes exactly the documented functions'
 );
