@@ -85,7 +85,7 @@ commit;
 begin;
 select from api.authenticate(secret => :secret);
 select * from api.check_entitlement(
-  entitlement => 'feature-2', customer_external_id => format('cust-%s', :n)
+  entitlement => 'feature-2', customer_external_id => 'cust-' || (:n)::text
 );
 commit;
 """,
@@ -155,7 +155,8 @@ def main() -> None:
         create_account(url, f"tenant {i}", "free")
     account = create_account(url, "bench", "growth")
     with psycopg.connect(url) as conn:
-        conn.execute(SEED, {"account": account["account_id"], "n": LICENSES})
+        # Client-side binding: the seed is several statements.
+        psycopg.ClientCursor(conn).execute(SEED, {"account": account["account_id"], "n": LICENSES})
         conn.execute("analyze")
     subprocess.run(["pgbench", "-i", "-q", "-s", "10", url], check=True, capture_output=True)
 

@@ -34,18 +34,22 @@ comment on function private.context_signature(text, text, text) is
 
 create or replace function private.set_context(account_id uuid, kind text, principal_id uuid default null)
 returns void
-language sql
+language plpgsql
 volatile
 as $$
-  select
-    pg_catalog.set_config('lic.account_id', coalesce(account_id::text, ''), true),
-    pg_catalog.set_config('lic.key_kind', coalesce(kind, ''), true),
-    pg_catalog.set_config('lic.principal_id', coalesce(principal_id::text, ''), true),
+declare
+  v_account_id text := coalesce(account_id::text, '');
+  v_kind text := coalesce(kind, '');
+  v_principal_id text := coalesce(principal_id::text, '');
+begin
+  perform
+    pg_catalog.set_config('lic.account_id', v_account_id, true),
+    pg_catalog.set_config('lic.key_kind', v_kind, true),
+    pg_catalog.set_config('lic.principal_id', v_principal_id, true),
     pg_catalog.set_config(
-      'lic.context_signature',
-      private.context_signature(coalesce(account_id::text, ''), coalesce(kind, ''), coalesce(principal_id::text, '')),
-      true
+      'lic.context_signature', private.context_signature(v_account_id, v_kind, v_principal_id), true
     );
+end;
 $$;
 comment on function private.set_context(uuid, text, uuid) is
 'Set (and sign) the tenant context for the rest of the current transaction only.';
@@ -82,6 +86,24 @@ as $$
 $$;
 comment on function private.current_account_id() is
 'The account of the current transaction, or null when none is set (or it was not set by private.set_context).';
+
+-- The account the context names, NOT verified: the tenant predicate of
+-- lic_definer's row level security. lic_definer reaches rows only inside api
+-- functions, and each of them verified this same context on entry
+-- (private.require_account), with no caller code running in between; checking
+-- the signature again in every query would cost a hash per table reference.
+-- Roles that read tables directly (lic_reporting) use the verified
+-- private.current_account_id() instead.
+create or replace function private.context_account_id()
+returns uuid
+language sql
+stable
+parallel safe
+as $$
+  select nullif(pg_catalog.current_setting('lic.account_id', true), '')::uuid;
+$$;
+comment on function private.context_account_id() is
+'The account named by the context, unverified: for lic_definer''s RLS only (api functions verify on entry).';
 
 -- Every api function except api.authenticate starts with this call, so a call
 -- without an authenticated account fails loudly instead of seeing nothing, and

@@ -5,9 +5,12 @@
 
 create or replace function private.effective_entitlements(account_id uuid, license_id uuid, policy_id uuid)
 returns table (entitlement_id uuid, code text, name text, source text)
-language sql
+language plpgsql
 stable
 as $$
+begin
+  -- PL/pgSQL, not SQL: its plan is cached; a SQL function is planned on every call.
+  return query
   with candidates as (
     select pe.entitlement_id
     from lic.policy_entitlements as pe
@@ -36,6 +39,7 @@ as $$
       and c.entitlement_id = o.entitlement_id
   where o.effect is distinct from 'revoke'
   order by e.code collate "C";
+end;
 $$;
 comment on function private.effective_entitlements(uuid, uuid, uuid) is
 'A license''s effective entitlements sorted by code: its policy''s and its grants, less its revokes; source is '
@@ -43,11 +47,16 @@ comment on function private.effective_entitlements(uuid, uuid, uuid) is
 
 create or replace function private.effective_entitlement_codes(account_id uuid, license_id uuid, policy_id uuid)
 returns text[]
-language sql
+language plpgsql
 stable
 as $$
-  select coalesce(array_agg(e.code order by e.code collate "C"), '{}')
+declare
+  v_codes text[];
+begin
+  select coalesce(array_agg(e.code order by e.code collate "C"), '{}') into v_codes
   from private.effective_entitlements(account_id, license_id, policy_id) as e;
+  return v_codes;
+end;
 $$;
 comment on function private.effective_entitlement_codes(uuid, uuid, uuid) is
 'The codes of a license''s effective entitlements, sorted.';

@@ -26,10 +26,12 @@ create or replace function private.validation(
   entitlements text[] default null
 )
 returns api.license_validation
-language sql
+language plpgsql
 immutable
 as $$
-  select row(valid, code, detail, to_jsonb(license), entitlements)::api.license_validation;
+begin
+  return row(valid, code, detail, to_jsonb(license), entitlements)::api.license_validation;
+end;
 $$;
 comment on function private.validation(boolean, text, text, api.license, text[]) is
 'The shape of a validation answer.';

@@ -1,9 +1,14 @@
 -- Every lic table with an account_id gets row level security, enabled and
--- forced (so the owner is filtered too), and two policies:
---   <table>__all__tenant   RESTRICTIVE: only the current account's rows, for
---                          the roles that read on a tenant's behalf;
---   <table>__all__definer  PERMISSIVE: the api functions may use those rows.
--- Being restrictive, the tenant predicate cannot be widened by any later
+-- forced (so the owner is filtered too), and three policies:
+--   <table>__all__tenant         RESTRICTIVE, lic_definer: only the context's
+--                                account (private.context_account_id: the api
+--                                function running verified it on entry);
+--   <table>__all__definer        PERMISSIVE, lic_definer: the api functions
+--                                may use those rows;
+--   <table>__select__reporting   RESTRICTIVE, lic_reporting: only the
+--                                verified context's account (it reads views
+--                                directly, with no api function in front).
+-- Being restrictive, the tenant predicates cannot be widened by any later
 -- permissive policy for those roles. lic_maint gets no tenant predicate: its
 -- cross-tenant access is only what named <table>__<cmd>__maint policies grant.
 do $$
@@ -24,10 +29,15 @@ begin
     execute format('alter table %s enable row level security', v_table.name);
     execute format('alter table %s force row level security', v_table.name);
     execute format(
-      'create policy %I on %s as restrictive for all to lic_definer, lic_reporting '
-      'using (account_id = (select private.current_account_id())) '
-      'with check (account_id = (select private.current_account_id()))',
+      'create policy %I on %s as restrictive for all to lic_definer '
+      'using (account_id = (select private.context_account_id())) '
+      'with check (account_id = (select private.context_account_id()))',
       v_table.relname || '__all__tenant', v_table.name
+    );
+    execute format(
+      'create policy %I on %s as restrictive for select to lic_reporting '
+      'using (account_id = (select private.current_account_id()))',
+      v_table.relname || '__select__reporting', v_table.name
     );
     execute format(
       'create policy %I on %s as permissive for all to lic_definer using (true) with check (true)',

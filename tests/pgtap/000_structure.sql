@@ -93,18 +93,30 @@ where
     select from pg_catalog.pg_attribute as a
     where a.attrelid = c.oid and a.attname = 'account_id' and not a.attisdropped
   )
-  and not exists (
-    select from pg_catalog.pg_policies as p
-    where
-      p.schemaname = 'lic'
-      and p.tablename = c.relname
-      and p.policyname = c.relname || '__all__tenant'
-      and p.permissive = 'RESTRICTIVE'
-      and p.cmd = 'ALL'
-      and p.roles @> '{lic_definer,lic_reporting}'::name[]
-      and p.roles <@ '{lic_definer,lic_reporting}'::name[]
-      and p.qual = '(account_id = ( SELECT private.current_account_id() AS current_account_id))'
-      and p.with_check = '(account_id = ( SELECT private.current_account_id() AS current_account_id))'
+  and (
+    not exists (
+      select from pg_catalog.pg_policies as p
+      where
+        p.schemaname = 'lic'
+        and p.tablename = c.relname
+        and p.policyname = c.relname || '__all__tenant'
+        and p.permissive = 'RESTRICTIVE'
+        and p.cmd = 'ALL'
+        and p.roles = '{lic_definer}'::name[]
+        and p.qual = '(account_id = ( SELECT private.context_account_id() AS context_account_id))'
+        and p.with_check = '(account_id = ( SELECT private.context_account_id() AS context_account_id))'
+    )
+    or not exists (
+      select from pg_catalog.pg_policies as p
+      where
+        p.schemaname = 'lic'
+        and p.tablename = c.relname
+        and p.policyname = c.relname || '__select__reporting'
+        and p.permissive = 'RESTRICTIVE'
+        and p.cmd = 'SELECT'
+        and p.roles = '{lic_reporting}'::name[]
+        and p.qual = '(account_id = ( SELECT private.current_account_id() AS current_account_id))'
+    )
   );
 
 -- Matched on the stored expression trees: a top-level OR, or an IS NULL
@@ -240,7 +252,8 @@ select is_empty(
 -- Policies
 select is_empty(
   'table tenant_policy_offenders',
-  'every tenant table has the restrictive <table>__all__tenant policy for lic_definer and lic_reporting'
+  'every tenant table has the restrictive tenant policies: <table>__all__tenant (lic_definer) and '
+  '<table>__select__reporting (lic_reporting, verified context)'
 );
 select is_empty(
   'table widening_policy_offenders',
