@@ -1,49 +1,8 @@
 -- A license's entitlements: its policy's, plus the license's own grants,
--- minus its revokes (DESIGN §3). The two private functions here are the one
--- definition of that set; listing, validation and entitlement checks all use
--- them, and both only walk primary keys of one license and one policy.
-
-create or replace function private.effective_entitlements(account_id uuid, license_id uuid, policy_id uuid)
-returns table (entitlement_id uuid, code text, name text, source text)
-language plpgsql
-stable
-as $$
-begin
-  -- PL/pgSQL, not SQL: its plan is cached; a SQL function is planned on every call.
-  return query
-  with candidates as (
-    select pe.entitlement_id
-    from lic.policy_entitlements as pe
-    where pe.account_id = effective_entitlements.account_id and pe.policy_id = effective_entitlements.policy_id
-    union
-    select le.entitlement_id
-    from lic.license_entitlements as le
-    where
-      le.account_id = effective_entitlements.account_id
-      and le.license_id = effective_entitlements.license_id
-      and le.effect = 'grant'
-  )
-
-  select
-    e.id,
-    e.code,
-    e.name,
-    case when o.effect = 'grant' then 'grant' else 'policy' end
-  from candidates as c
-  inner join lic.entitlements as e
-    on e.account_id = effective_entitlements.account_id and c.entitlement_id = e.id
-  left join lic.license_entitlements as o
-    on
-      o.account_id = effective_entitlements.account_id
-      and o.license_id = effective_entitlements.license_id
-      and c.entitlement_id = o.entitlement_id
-  where o.effect is distinct from 'revoke'
-  order by e.code collate "C";
-end;
-$$;
-comment on function private.effective_entitlements(uuid, uuid, uuid) is
-'A license''s effective entitlements sorted by code: its policy''s and its grants, less its revokes; source is '
-'grant when the license grants it itself, else policy.';
+-- minus its revokes (DESIGN §3). private.effective_entitlement_codes is the
+-- one definition of that set (listing and validation use it);
+-- private.license_has_entitlement answers the same question for one code
+-- with three primary-key lookups (entitlement checks).
 
 create or replace function private.effective_entitlement_codes(account_id uuid, license_id uuid, policy_id uuid)
 returns text[]
@@ -53,13 +12,63 @@ as $$
 declare
   v_codes text[];
 begin
+  -- One query on the hot path (validation): the policy's and the license's
+  -- grants, less its revokes, each an index lookup on one license or policy.
   select coalesce(array_agg(e.code order by e.code collate "C"), '{}') into v_codes
-  from private.effective_entitlements(account_id, license_id, policy_id) as e;
+  from lic.entitlements as e
+  where
+    e.account_id = effective_entitlement_codes.account_id
+    and e.id in (
+      select pe.entitlement_id from lic.policy_entitlements as pe
+      where pe.account_id = effective_entitlement_codes.account_id and pe.policy_id = effective_entitlement_codes.policy_id
+      union all
+      select g.entitlement_id from lic.license_entitlements as g
+      where
+        g.account_id = effective_entitlement_codes.account_id and g.license_id = effective_entitlement_codes.license_id
+        and g.effect = 'grant'
+    )
+    and not exists (
+      select from lic.license_entitlements as r
+      where
+        r.account_id = effective_entitlement_codes.account_id and r.license_id = effective_entitlement_codes.license_id
+        and r.entitlement_id = e.id and r.effect = 'revoke'
+    );
   return v_codes;
 end;
 $$;
 comment on function private.effective_entitlement_codes(uuid, uuid, uuid) is
-'The codes of a license''s effective entitlements, sorted.';
+'The codes of a license''s effective entitlements, sorted: its policy''s and its grants, less its revokes. '
+'The one definition of that set.';
+
+create or replace function private.effective_entitlements(account_id uuid, license_id uuid, policy_id uuid)
+returns table (entitlement_id uuid, code text, name text, source text)
+language plpgsql
+stable
+as $$
+begin
+  return query
+  select
+    e.id,
+    e.code,
+    e.name,
+    case when g.effect = 'grant' then 'grant' else 'policy' end
+  from lic.entitlements as e
+  left join lic.license_entitlements as g
+    on
+      g.account_id = effective_entitlements.account_id
+      and g.license_id = effective_entitlements.license_id
+      and g.entitlement_id = e.id
+  where
+    e.account_id = effective_entitlements.account_id
+    and e.code = any(private.effective_entitlement_codes(
+      effective_entitlements.account_id, effective_entitlements.license_id, effective_entitlements.policy_id
+    ))
+  order by e.code collate "C";
+end;
+$$;
+comment on function private.effective_entitlements(uuid, uuid, uuid) is
+'A license''s effective entitlements (private.effective_entitlement_codes) with names, sorted by code; source '
+'is grant when the license grants it itself, else policy.';
 
 create or replace function private.license_has_entitlement(
   account_id uuid,
