@@ -4,60 +4,6 @@
 begin;
 select plan(74);
 
--- Test-local helpers (rolled back with the test): ids by name, and events
--- counted as the superuser.
-create table tests.ids (name text primary key, id uuid not null);
-create function tests.remember(name text, id uuid)
-returns uuid
-language sql
-volatile
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-  insert into tests.ids (name, id) values (remember.name, remember.id) returning id;
-$$;
-create function tests.id(name text)
-returns uuid
-language sql
-stable
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-  select i.id from tests.ids as i where i.name = id.name;
-$$;
-create function tests.event_count(type text, object jsonb)
-returns integer
-language sql
-stable
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-  select count(*)::integer from lic.events as e where e.type = event_count.type and e.object @> event_count.object;
-$$;
-create table tests.secrets (name text primary key, secret text not null);
-create function tests.remember_secret(name text, secret text)
-returns text
-language sql
-volatile
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-  insert into tests.secrets (name, secret) values (remember_secret.name, remember_secret.secret) returning secret;
-$$;
-create function tests.secret(name text)
-returns text
-language sql
-stable
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-  select s.secret from tests.secrets as s where s.name = secret.name;
-$$;
-grant execute on function
-tests.remember(text, uuid), tests.id(text), tests.event_count(text, jsonb),
-tests.remember_secret(text, text), tests.secret(text)
-to lic_app;
-
 select from tests.create_account('A');
 select from tests.create_account('B');
 
