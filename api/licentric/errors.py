@@ -119,11 +119,17 @@ def _from_database(exc: psycopg.Error) -> Response[dict[str, Any]]:
     param = diag.column_name or None
     if sqlstate in REGISTRY:
         message = diag.message_primary or kind.code
+    elif sqlstate == "23505":
+        # RLS hides the duplicate key's detail; the constraint's default name
+        # (<table>_account_id_<columns>_key) names the field.
+        constraint = diag.constraint_name or ""
+        prefix = f"{diag.table_name}_account_id_"
+        fields = constraint[len(prefix) : -len("_key")] if constraint.startswith(prefix) else ""
+        param = fields if fields and constraint.endswith("_key") else None
+        message = f"another object already has this {param}" if param else "this object already exists"
     else:
         # Standard errors carry internal names; say what kind of input failed.
-        message = {"23505": "an object with these values already exists"}.get(
-            sqlstate, f"invalid input: {diag.message_primary}"
-        )
+        message = f"invalid input: {diag.message_primary}"
     return error_response(kind, message, param)
 
 

@@ -63,7 +63,7 @@ async def test_duplicate_external_or_stripe_id_is_a_conflict(client, account, fi
     value = "cus_Dup" if field == "stripe_customer_id" else "user-dup"
     await create_customer(client, account.headers, **{field: value})
     response = await client.post("/v1/customers", headers=account.headers, json={field: value})
-    assert_error(response, 409, "already_exists")
+    assert_error(response, 409, "already_exists", field)
     assert len(await list_ids(client, account.headers)) == 1
 
 
@@ -155,7 +155,7 @@ async def test_update_to_a_taken_external_id_is_a_conflict(client, account):
     response = await client.post(
         f"/v1/customers/{other['id']}", headers=account.headers, json={"external_id": "user-1"}
     )
-    assert_error(response, 409, "already_exists")
+    assert_error(response, 409, "already_exists", "external_id")
     assert (await client.get(f"/v1/customers/{other['id']}", headers=account.headers)).json() == other
 
 

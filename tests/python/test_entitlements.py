@@ -41,7 +41,7 @@ async def test_duplicate_code_is_a_conflict(client, account):
     response = await client.post(
         "/v1/entitlements", headers=account.headers, json={"code": "sso", "name": "Again"}
     )
-    assert_error(response, 409, "already_exists")
+    assert_error(response, 409, "already_exists", "code")
 
 
 @pytest.mark.parametrize(

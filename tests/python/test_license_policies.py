@@ -101,7 +101,7 @@ async def test_duplicate_code_is_a_conflict(client, account):
     response = await client.post(
         "/v1/license_policies", headers=account.headers, json={"code": "pro", "name": "X"}
     )
-    assert_error(response, 409, "already_exists")
+    assert_error(response, 409, "already_exists", "code")
     assert await list_codes(client, account.headers) == ["pro"]
 
 
