@@ -110,15 +110,18 @@ $$;
 comment on function private.effective_status(text, timestamptz, timestamptz, timestamptz) is
 'A license''s status at an instant: expiry and the end of a payment grace period count even before any sweep.';
 
-create or replace function private.license_view(l lic.licenses)
+create or replace function private.license_view(l lic.licenses, policy_code text default null)
 returns api.license
 language plpgsql
 stable
 as $$
 declare
-  v_policy_code text;
+  v_policy_code text := policy_code;
 begin
-  select p.code into v_policy_code from lic.license_policies as p where p.account_id = l.account_id and p.id = l.policy_id;
+  if v_policy_code is null then
+    select p.code into v_policy_code from lic.license_policies as p
+    where p.account_id = l.account_id and p.id = l.policy_id;
+  end if;
   return row(
     l.id, l.key, l.policy_id, v_policy_code, l.customer_id, l.status,
     private.effective_status(l.status, l.expires_at, l.grace_ends_at),
@@ -126,7 +129,8 @@ begin
   )::api.license;
 end;
 $$;
-comment on function private.license_view(lic.licenses) is 'The public shape of a license.';
+comment on function private.license_view(lic.licenses, text) is
+'The public shape of a license (pass its policy''s code when the caller has it, to save a lookup).';
 
 create or replace function private.find_policy(policy_id uuid, policy_code text)
 returns lic.license_policies

@@ -1,8 +1,7 @@
 -- A license's entitlements: its policy's, plus the license's own grants,
 -- minus its revokes (DESIGN §3). private.effective_entitlement_codes is the
--- one definition of that set (listing and validation use it);
--- private.license_has_entitlement answers the same question for one code
--- with three primary-key lookups (entitlement checks).
+-- one definition of that set; lic.licenses.entitlement_codes keeps its result
+-- per license (triggers below), which validation and checks read.
 
 create or replace function private.effective_entitlement_codes(account_id uuid, license_id uuid, policy_id uuid)
 returns text[]
@@ -70,45 +69,80 @@ comment on function private.effective_entitlements(uuid, uuid, uuid) is
 'A license''s effective entitlements (private.effective_entitlement_codes) with names, sorted by code; source '
 'is grant when the license grants it itself, else policy.';
 
-create or replace function private.license_has_entitlement(
-  account_id uuid,
-  license_id uuid,
-  policy_id uuid,
-  entitlement_code text
-)
-returns boolean
+-- lic.licenses.entitlement_codes caches private.effective_entitlement_codes
+-- for each license (sql/0008): every change to what feeds it refreshes it in
+-- the same transaction, so reads never see it stale.
+create or replace function private.refresh_entitlement_codes(account_id uuid, license_id uuid, policy_id uuid)
+returns void
 language plpgsql
-stable
+volatile
 as $$
-declare
-  v_entitlement_id uuid;
-  v_effect text;
 begin
-  select e.id into v_entitlement_id from lic.entitlements as e
-  where e.account_id = license_has_entitlement.account_id and e.code = entitlement_code;
-  if not found then
-    return false;
+  if license_id is not null then
+    update lic.licenses as l
+    set entitlement_codes = private.effective_entitlement_codes(l.account_id, l.id, l.policy_id)
+    where l.account_id = refresh_entitlement_codes.account_id and l.id = refresh_entitlement_codes.license_id;
+  else
+    update lic.licenses as l
+    set entitlement_codes = private.effective_entitlement_codes(l.account_id, l.id, l.policy_id)
+    where l.account_id = refresh_entitlement_codes.account_id and l.policy_id = refresh_entitlement_codes.policy_id;
   end if;
-  select o.effect into v_effect from lic.license_entitlements as o
-  where
-    o.account_id = license_has_entitlement.account_id
-    and o.license_id = license_has_entitlement.license_id
-    and o.entitlement_id = v_entitlement_id;
-  if found then
-    return v_effect = 'grant';
-  end if;
-  return exists (
-    select from lic.policy_entitlements as pe
-    where
-      pe.account_id = license_has_entitlement.account_id
-      and pe.policy_id = license_has_entitlement.policy_id
-      and pe.entitlement_id = v_entitlement_id
-  );
 end;
 $$;
-comment on function private.license_has_entitlement(uuid, uuid, uuid, text) is
-'Whether a license has one entitlement (by code): a license override decides, else its policy; three '
-'primary-key lookups. The same answer as membership in private.effective_entitlements.';
+comment on function private.refresh_entitlement_codes(uuid, uuid, uuid) is
+'Recompute lic.licenses.entitlement_codes of one license, or of every license on a policy.';
+
+create or replace function private.tg_licenses__entitlement_codes()
+returns trigger
+language plpgsql
+as $$
+begin
+  new.entitlement_codes := private.effective_entitlement_codes(new.account_id, new.id, new.policy_id);
+  return new;
+end;
+$$;
+comment on function private.tg_licenses__entitlement_codes() is
+'A new license, or one moved to another policy, gets its effective entitlement codes.';
+
+create or replace trigger licenses__entitlement_codes
+before insert or update of policy_id on lic.licenses
+for each row execute function private.tg_licenses__entitlement_codes();
+
+create or replace function private.tg_license_entitlements__entitlement_codes()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform private.refresh_entitlement_codes(
+    coalesce(new.account_id, old.account_id), coalesce(new.license_id, old.license_id), null
+  );
+  return null;
+end;
+$$;
+comment on function private.tg_license_entitlements__entitlement_codes() is
+'A license''s override changed: refresh its effective entitlement codes.';
+
+create or replace trigger license_entitlements__entitlement_codes
+after insert or update or delete on lic.license_entitlements
+for each row execute function private.tg_license_entitlements__entitlement_codes();
+
+create or replace function private.tg_policy_entitlements__entitlement_codes()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform private.refresh_entitlement_codes(
+    coalesce(new.account_id, old.account_id), null, coalesce(new.policy_id, old.policy_id)
+  );
+  return null;
+end;
+$$;
+comment on function private.tg_policy_entitlements__entitlement_codes() is
+'A policy''s entitlements changed: refresh the codes of every license on it.';
+
+create or replace trigger policy_entitlements__entitlement_codes
+after insert or update or delete on lic.policy_entitlements
+for each row execute function private.tg_policy_entitlements__entitlement_codes();
 
 create or replace function private.license_entitlement_rows(license lic.licenses)
 returns setof api.license_entitlement

@@ -50,7 +50,7 @@ as $$
 declare
   v_account_id uuid := private.require_account(kinds => array['secret', 'publishable']);
   v_now timestamptz := now();
-  v_key text := private.normalize_license_key(key);
+  v_key text;
   v_fingerprint text := nullif(btrim(fingerprint), '');
   v_license lic.licenses;
   v_policy lic.license_policies;
@@ -61,18 +61,24 @@ declare
   v_alive boolean;
   v_count integer;
 begin
-  if v_key is null then
-    return private.validation(false, 'MALFORMED_KEY',
-      'the license key is malformed or mistyped: its format or checksum is wrong');
-  end if;
-  select l.* into v_license from lic.licenses as l where l.account_id = v_account_id and l.key = v_key;
+  -- Keys nearly always arrive as issued: look the key up as given, and
+  -- normalise it (checking its checksum) only when that misses.
+  select l.* into v_license from lic.licenses as l where l.account_id = v_account_id and l.key = validate_license.key;
   if not found then
-    return private.validation(false, 'NOT_FOUND', 'no license has this key');
+    v_key := private.normalize_license_key(key);
+    if v_key is null then
+      return private.validation(false, 'MALFORMED_KEY',
+        'the license key is malformed or mistyped: its format or checksum is wrong');
+    end if;
+    select l.* into v_license from lic.licenses as l where l.account_id = v_account_id and l.key = v_key;
+    if not found then
+      return private.validation(false, 'NOT_FOUND', 'no license has this key');
+    end if;
   end if;
   select p.* into v_policy from lic.license_policies as p
   where p.account_id = v_account_id and p.id = v_license.policy_id;
-  v_view := private.license_view(v_license);
-  v_codes := private.effective_entitlement_codes(v_account_id, v_license.id, v_license.policy_id);
+  v_view := private.license_view(v_license, v_policy.code);
+  v_codes := v_license.entitlement_codes;
   v_status := private.effective_status(v_license.status, v_license.expires_at, v_license.grace_ends_at, v_now);
 
   case v_status
@@ -189,7 +195,7 @@ begin
   if v_status not in ('active', 'past_due') then
     return row(false, upper(v_status), license.id)::api.entitlement_check;
   end if;
-  if private.license_has_entitlement(license.account_id, license.id, license.policy_id, entitlement) then
+  if entitlement = any(license.entitlement_codes) then
     return row(true, 'ENTITLED', license.id)::api.entitlement_check;
   end if;
   return row(false, 'NOT_ENTITLED', license.id)::api.entitlement_check;

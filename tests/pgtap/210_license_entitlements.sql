@@ -1,7 +1,7 @@
 -- Entitlement overrides and the effective set: policy's ∪ grants − revokes,
 -- one definition shared by listing, validation and checks.
 begin;
-select plan(21);
+select plan(24);
 \ir licensing_fixtures.sql
 
 select from tests.create_account('A');
@@ -106,21 +106,25 @@ from lic.entitlements as e
 where e.account_id = tests.account_id('A') and e.code in ('api', 'audit');
 select is_empty(
   $$
-    select l.name, e.code
-    from tests.fx_licenses as l
-    inner join lic.licenses as x on l.id = x.id
-    cross join lic.entitlements as e
-    where
-      x.account_id = tests.account_id('A') and e.account_id = x.account_id
-      and private.license_has_entitlement(x.account_id, x.id, x.policy_id, e.code)
-      is distinct from (e.code in (select f.code from private.effective_entitlements(x.account_id, x.id, x.policy_id) as f))
+    select x.id from lic.licenses as x
+    where x.entitlement_codes is distinct from private.effective_entitlement_codes(x.account_id, x.id, x.policy_id)
   $$,
-  'private.license_has_entitlement agrees with private.effective_entitlements for every license and code'
+  'every license''s cached entitlement_codes equal its effective entitlement codes'
 );
 select is(
-  private.license_has_entitlement(tests.account_id('A'), tests.fx_id('mixed'), gen_random_uuid(), 'nope'),
-  false,
-  'an unknown code is not held'
+  (
+    select x.entitlement_codes from lic.licenses as x
+    where x.id = tests.fx_id('mixed')
+  ),
+  private.effective_entitlement_codes(
+    tests.account_id('A'),
+    tests.fx_id('mixed'),
+    (
+      select x.policy_id from lic.licenses as x
+      where x.id = tests.fx_id('mixed')
+    )
+  ),
+  'overrides written straight into lic.license_entitlements refresh the license''s codes'
 );
 
 -- Events: an override change is announced with the effective codes.
@@ -145,6 +149,37 @@ select is(
   ),
   5,
   'a change that changes no override (removing a missing one) emits nothing'
+);
+
+-- The cached codes follow every change through the api: attaching to and
+-- detaching from a policy reaches all its licenses, changing policy too.
+select tests.act_as(tests.secret_key('A'));
+select from api.create_entitlement(code => 'late', name => 'Late');
+select from api.attach_entitlement(license_policy_id => (api.get_license_policy(code => 'pro')).id, code => 'late');
+select tests.clear_context();
+select is_empty(
+  $$
+    select x.id from lic.licenses as x
+    where
+      x.account_id = tests.account_id('A') and not 'late' = any(x.entitlement_codes)
+      and x.policy_id = (select p.id from lic.license_policies as p where p.account_id = x.account_id and p.code = 'pro')
+  $$,
+  'attaching an entitlement to a policy adds it to the cached codes of every license on it'
+);
+select tests.act_as(tests.secret_key('A'));
+select from api.detach_entitlement(license_policy_id => (api.get_license_policy(code => 'pro')).id, code => 'late');
+select from api.change_license_policy(license_id => tests.fx_id('other'), license_policy_code => 'basic');
+select tests.clear_context();
+select is_empty(
+  $$select x.id from lic.licenses as x where 'late' = any(x.entitlement_codes)$$,
+  'detaching removes it again'
+);
+select is_empty(
+  $$
+    select x.id from lic.licenses as x
+    where x.entitlement_codes is distinct from private.effective_entitlement_codes(x.account_id, x.id, x.policy_id)
+  $$,
+  'after attach, detach and a policy change every cached entitlement_codes is still exact'
 );
 
 -- Index lookups only: the set is computed from one policy's and one license's rows.
