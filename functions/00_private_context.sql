@@ -115,10 +115,11 @@ language plpgsql
 stable
 as $$
 declare
-  v_account_id uuid;
-  v_kind text;
+  -- An assignment, not a query over the function: no executor start-up.
+  v_context record := private.current_context();
+  v_account_id uuid := v_context.account_id;
+  v_kind text := v_context.kind;
 begin
-  select c.account_id, c.kind into v_account_id, v_kind from private.current_context() as c;
   if v_account_id is null then
     raise exception using
       errcode = 'LAUTH',
