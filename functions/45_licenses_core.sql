@@ -140,9 +140,9 @@ as $$
 declare
   v_policy lic.license_policies;
 begin
-  if (policy_id is null) = (policy_code is null) then
-    raise exception using errcode = 'LINVL', column = 'policy', message = 'give policy_id or policy_code (one of them)';
-  end if;
+  perform private.require_exactly_one(
+    array['policy_id', 'policy_code'], array[policy_id is not null, policy_code is not null]
+  );
   select p.* into v_policy from lic.license_policies as p
   where p.id = find_policy.policy_id or p.code = find_policy.policy_code;
   if not found then
@@ -177,7 +177,8 @@ begin
     raise exception using errcode = 'LSTAT', column = 'policy',
       message = 'this license policy is archived and takes no new licenses';
   end if;
-  if customer_id is not null and not exists (select from lic.customers as c where c.id = create_license.customer_id) then
+  if customer_id is not null
+    and not exists (select from lic.customers as c where c.id = create_license.customer_id) then
     raise exception using errcode = 'LNTFD', column = 'customer_id', message = 'customer not found';
   end if;
   if expires_at <= now() then

@@ -240,10 +240,9 @@ declare
   v_policy lic.license_policies;
 begin
   perform private.require_account();
-  if (license_policy_id is null) = (code is null) then
-    raise exception using errcode = 'LINVL', column = 'license_policy_id',
-      message = 'give license_policy_id or code (one of them)';
-  end if;
+  perform private.require_exactly_one(
+    array['license_policy_id', 'code'], array[license_policy_id is not null, code is not null]
+  );
   select p.* into v_policy from lic.license_policies as p
   where p.id = get_license_policy.license_policy_id or p.code = get_license_policy.code;
   if not found then

@@ -110,10 +110,9 @@ declare
   v_entitlement lic.entitlements;
 begin
   perform private.require_account();
-  if (entitlement_id is null) = (code is null) then
-    raise exception using errcode = 'LINVL', column = 'entitlement_id',
-      message = 'give entitlement_id or code (one of them)';
-  end if;
+  perform private.require_exactly_one(
+    array['entitlement_id', 'code'], array[entitlement_id is not null, code is not null]
+  );
   select e.* into v_entitlement from lic.entitlements as e
   where e.id = get_entitlement.entitlement_id or e.code = get_entitlement.code;
   if not found then

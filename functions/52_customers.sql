@@ -141,10 +141,9 @@ declare
   v_customer lic.customers;
 begin
   perform private.require_account();
-  if (customer_id is null) = (external_id is null) then
-    raise exception using errcode = 'LINVL', column = 'customer_id',
-      message = 'give customer_id or external_id (one of them)';
-  end if;
+  perform private.require_exactly_one(
+    array['customer_id', 'external_id'], array[customer_id is not null, external_id is not null]
+  );
   select c.* into v_customer from lic.customers as c
   where c.id = get_customer.customer_id or c.external_id = get_customer.external_id;
   if not found then

@@ -141,9 +141,9 @@ declare
   v_account_id uuid := private.require_account();
   v_license lic.licenses;
 begin
-  if (license_id is null) = (key is null) then
-    raise exception using errcode = 'LINVL', column = 'license_id', message = 'give license_id or key (one of them)';
-  end if;
+  perform private.require_exactly_one(
+    array['license_id', 'key'], array[license_id is not null, key is not null]
+  );
   if license_id is not null then
     select l.* into v_license from lic.licenses as l
     where l.account_id = v_account_id and l.id = get_license.license_id;

@@ -19,7 +19,9 @@ begin
     e.account_id = effective_entitlement_codes.account_id
     and e.id in (
       select pe.entitlement_id from lic.policy_entitlements as pe
-      where pe.account_id = effective_entitlement_codes.account_id and pe.policy_id = effective_entitlement_codes.policy_id
+      where
+        pe.account_id = effective_entitlement_codes.account_id
+        and pe.policy_id = effective_entitlement_codes.policy_id
       union all
       select g.entitlement_id from lic.license_entitlements as g
       where

@@ -228,11 +228,10 @@ begin
   if entitlement is null then
     raise exception using errcode = 'LINVL', column = 'entitlement', message = 'entitlement is required';
   end if;
-  if (license_id is not null)::integer + (license_key is not null)::integer
-    + (customer_external_id is not null)::integer <> 1 then
-    raise exception using errcode = 'LINVL', column = 'license_id',
-      message = 'give exactly one of license_id, license_key, customer_external_id';
-  end if;
+  perform private.require_exactly_one(
+    array['license_id', 'license_key', 'customer_external_id'],
+    array[license_id is not null, license_key is not null, customer_external_id is not null]
+  );
 
   if customer_external_id is null then
     if license_id is not null then

@@ -36,10 +36,9 @@ declare
   v_seats integer;
   v_view api.license_user;
 begin
-  if (customer_id is null) = (email is null) then
-    raise exception using errcode = 'LINVL', column = 'customer_id',
-      message = 'give customer_id or email (one of them)';
-  end if;
+  perform private.require_exactly_one(
+    array['customer_id', 'email'], array[customer_id is not null, email is not null]
+  );
   if role is null or role not in ('owner', 'member') then
     raise exception using errcode = 'LINVL', column = 'role', message = 'role must be "owner" or "member"';
   end if;
@@ -175,7 +174,8 @@ begin
   from lic.license_users as u
   where u.account_id = v_account_id and u.license_id = v_license.id and u.customer_id = remove_license_user.customer_id;
   if not found then
-    raise exception using errcode = 'LNTFD', column = 'customer_id', message = 'this customer has no seat on the license';
+    raise exception using errcode = 'LNTFD', column = 'customer_id',
+      message = 'this customer has no seat on the license';
   end if;
   if v_seat.customer_id = v_license.customer_id then
     raise exception using errcode = 'LSTAT', column = 'customer_id',
