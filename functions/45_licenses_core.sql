@@ -125,7 +125,8 @@ begin
   return row(
     l.id, l.key, l.policy_id, v_policy_code, l.customer_id, l.status,
     private.effective_status(l.status, l.expires_at, l.grace_ends_at),
-    l.expires_at, l.grace_ends_at, l.suspended_reason, l.metadata, l.created_at, l.updated_at, l.canceled_at
+    l.expires_at, l.grace_ends_at, l.suspended_reason, l.metadata, l.created_at, l.updated_at, l.canceled_at,
+    l.seats, l.paid_through, l.disputed_at, l.stripe_subscription_id
   )::api.license;
 end;
 $$;

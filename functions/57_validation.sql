@@ -8,12 +8,13 @@
 --   MALFORMED_KEY  the key has the wrong shape or fails its checksum (no lookup)
 --   NOT_FOUND      no such key in this account
 --   CANCELED, SUSPENDED, EXPIRED, OVERDUE   the effective status (computed now)
+--   DISPUTED       a dispute over its payment is open (Stripe)
 --   FINGERPRINT_SCOPE_REQUIRED  the policy requires a fingerprint and none was given
 --   HEARTBEAT_DEAD              the fingerprint's machine is activated but silent too long
 --   NO_MACHINE                  a fingerprint was given and the license has no live machine
 --   FINGERPRINT_SCOPE_MISMATCH  a fingerprint was given and no live machine has it
 --   TOO_MANY_MACHINES           live machines exceed the policy's max_machines
---   TOO_MANY_USERS              seats exceed the policy's max_users
+--   TOO_MANY_USERS              seats taken exceed the seats bought or the policy's max_users
 --   ENTITLEMENTS_MISSING        a requested entitlement is not effective
 --   PAYMENT_GRACE (valid)       past_due, within the grace period
 --   VALID
@@ -60,6 +61,7 @@ declare
   v_missing text[];
   v_alive boolean;
   v_count integer;
+  v_max_users integer;
 begin
   -- Keys nearly always arrive as issued: look the key up as given, and
   -- normalise it (checking its checksum) only when that misses.
@@ -95,6 +97,11 @@ begin
     else
       null;
   end case;
+
+  if v_license.disputed_at is not null then
+    return private.validation(false, 'DISPUTED',
+      format('a dispute over the license''s payment is open since %s', v_license.disputed_at), v_view, v_codes);
+  end if;
 
   if v_fingerprint is null then
     if v_policy.require_fingerprint then
@@ -141,16 +148,18 @@ begin
     end if;
   end if;
 
-  if v_policy.max_users is not null then
+  -- Seats bought through Stripe replace the policy's max_users.
+  v_max_users := coalesce(v_license.seats, v_policy.max_users);
+  if v_max_users is not null then
     select count(*)::integer into v_count
     from (
       select from lic.license_users as u
       where u.account_id = v_account_id and u.license_id = v_license.id
-      limit v_policy.max_users + 1
+      limit v_max_users + 1
     ) as seats;
-    if v_count > v_policy.max_users then
+    if v_count > v_max_users then
       return private.validation(false, 'TOO_MANY_USERS',
-        format('the license has more users than its policy allows (%s)', v_policy.max_users), v_view, v_codes);
+        format('the license has more users than it has seats (%s)', v_max_users), v_view, v_codes);
     end if;
   end if;
 
@@ -174,9 +183,10 @@ end;
 $$;
 comment on function api.validate_license(text, text, text[]) is
 'Validate a license key (secret or publishable key): one ordered pipeline whose first failing step answers — '
-'MALFORMED_KEY, NOT_FOUND, CANCELED, SUSPENDED, EXPIRED, OVERDUE, FINGERPRINT_SCOPE_REQUIRED, HEARTBEAT_DEAD, '
-'NO_MACHINE, FINGERPRINT_SCOPE_MISMATCH, TOO_MANY_MACHINES, TOO_MANY_USERS, ENTITLEMENTS_MISSING — else '
-'PAYMENT_GRACE (valid, past due within grace) or VALID. A fingerprint, when given, must belong to a live '
+'MALFORMED_KEY, NOT_FOUND, CANCELED, SUSPENDED, EXPIRED, OVERDUE, DISPUTED, FINGERPRINT_SCOPE_REQUIRED, '
+'HEARTBEAT_DEAD, NO_MACHINE, FINGERPRINT_SCOPE_MISMATCH, TOO_MANY_MACHINES, TOO_MANY_USERS, '
+'ENTITLEMENTS_MISSING — else PAYMENT_GRACE (valid, past due within grace) or VALID. A fingerprint, when given, '
+'must belong to a live '
 'machine of the license; entitlements, when given, must all be effective. The answer carries the license and '
 'its effective entitlement codes (null when not found). Read-only. Errors: none of its own.';
 

@@ -34,6 +34,7 @@ declare
   v_customer lic.customers;
   v_seat lic.license_users;
   v_seats integer;
+  v_max_users integer;
   v_view api.license_user;
 begin
   perform private.require_exactly_one(
@@ -72,26 +73,22 @@ begin
   select p.* into v_policy
   from lic.license_policies as p
   where p.account_id = v_account_id and p.id = v_license.policy_id;
-  if v_policy.max_users is not null then
+  -- Seats bought through Stripe replace the policy's max_users.
+  v_max_users := coalesce(v_license.seats, v_policy.max_users);
+  if v_max_users is not null then
     select count(*) into v_seats
     from lic.license_users as u
     where u.account_id = v_account_id and u.license_id = v_license.id;
-    if v_seats >= v_policy.max_users then
+    if v_seats >= v_max_users then
       raise exception using errcode = 'LSTAT', column = 'license_id',
-        message = format('the license allows %s users; remove one first', v_policy.max_users);
+        message = format('the license allows %s users; remove one first', v_max_users);
     end if;
   end if;
   if v_customer.id is null then
     insert into lic.customers (account_id, email)
     values (v_account_id, add_license_user.email)
     returning * into v_customer;
-    perform private.emit_event(
-      v_account_id, 'customer.created',
-      to_jsonb(row(
-        v_customer.id, v_customer.email, v_customer.name, v_customer.external_id, v_customer.stripe_customer_id,
-        v_customer.metadata, v_customer.created_at, v_customer.updated_at
-      )::api.customer)
-    );
+    perform private.emit_event(v_account_id, 'customer.created', to_jsonb(private.customer_view(v_customer)));
   end if;
   insert into lic.license_users (account_id, license_id, customer_id, role)
   values (v_account_id, v_license.id, v_customer.id, add_license_user.role)

@@ -349,6 +349,24 @@ begin
   insert into lic.agents (account_id, name, token_hash, redacted)
   values (seed_licensing.account_id, 'seed', sha256(convert_to(seed_licensing.account_id::text, 'UTF8')), 'seed');
   insert into lic.events (account_id, type, object) values (seed_licensing.account_id, 'seed.created', '{}');
+  -- Stripe auto-sync.
+  insert into lic.stripe_connections (account_id, livemode) values (seed_licensing.account_id, false);
+  insert into lic.stripe_webhook_secrets (account_id, livemode, secret_ciphertext, redacted)
+  values (seed_licensing.account_id, false, '\x00', 'whsec_…seed');
+  insert into lic.stripe_mappings (account_id, stripe_price_id, policy_id)
+  values (seed_licensing.account_id, 'price_seed', v_policy);
+  insert into lic.stripe_events (account_id, stripe_event_id, type, payload, outcome)
+  values (seed_licensing.account_id, 'evt_seed', 'seed.created', '{}', 'ignored');
+  insert into lic.stripe_subscriptions (account_id, subscription_id, customer, status, items, observed_at)
+  values (seed_licensing.account_id, 'sub_seed', 'cus_seed', 'active', '[]', now());
+  insert into lic.stripe_subscription_licenses (account_id, license_id, subscription_id, item_id, synced_status)
+  values (seed_licensing.account_id, v_license, 'sub_seed', 'si_seed', 'active');
+  insert into lic.stripe_invoices (account_id, invoice_id) values (seed_licensing.account_id, 'in_seed');
+  insert into lic.stripe_charges (account_id, charge_id) values (seed_licensing.account_id, 'ch_seed');
+  insert into lic.stripe_disputes (account_id, dispute_id, status, observed_at)
+  values (seed_licensing.account_id, 'dp_seed', 'won', now());
+  insert into lic.stripe_checkouts (account_id, session_id, mode, payment_status)
+  values (seed_licensing.account_id, 'cs_seed', 'payment', 'paid');
 end;
 $$;
 comment on function tests.seed_licensing(uuid) is

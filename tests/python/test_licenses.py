@@ -45,6 +45,10 @@ LICENSE_FIELDS = {
     "created_at",
     "updated_at",
     "canceled_at",
+    "seats",
+    "paid_through",
+    "disputed_at",
+    "stripe_subscription_id",
 }
 
 

@@ -36,6 +36,12 @@ class License(msgspec.Struct, kw_only=True):
     created_at: datetime
     updated_at: datetime
     canceled_at: datetime | None
+    # Set by Stripe auto-sync (docs/stripe.md): seats bought (null: the policy's
+    # max_users), the end of the latest paid period, an open dispute.
+    seats: int | None = None
+    paid_through: datetime | None = None
+    disputed_at: datetime | None = None
+    stripe_subscription_id: str | None = None
 
 
 class LicenseList(msgspec.Struct, kw_only=True):
