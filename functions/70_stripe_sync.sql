@@ -128,6 +128,11 @@ begin
   select c.* into v_by_external from lic.customers as c
   where c.account_id = stripe_customer.account_id and c.external_id = v_external for update;
 
+  if v_by_external.stripe_customer_id <> v_stripe then
+    -- The user pays through another Stripe customer too: keep them apart.
+    v_by_external := null;
+    v_external := null;
+  end if;
   if v_by_stripe.id is null and v_by_external.id is null then
     insert into lic.customers (account_id, stripe_customer_id, external_id, email)
     values (stripe_customer.account_id, v_stripe, v_external, v_email)
@@ -163,10 +168,6 @@ begin
   end if;
 
   v_before := coalesce(v_by_external, v_by_stripe);
-  if v_by_stripe.id is null and v_before.stripe_customer_id is not null and v_stripe is not null then
-    -- The user pays through another Stripe customer too: keep them apart.
-    return v_before.id;
-  end if;
   update lic.customers as c
   set
     stripe_customer_id = coalesce(c.stripe_customer_id, v_stripe),
@@ -193,6 +194,21 @@ $$;
 comment on function private.stripe_customer(uuid, text, text, text) is
 'The Licentric customer of a Stripe customer, made on first sight; an external id (the tenant''s user) and an '
 'email fill in what is missing, and link or fold in the customer the tenant made for that user.';
+
+create or replace function private.stripe_seats(quantity text, policy lic.license_policies)
+returns integer
+language sql
+immutable
+as $$
+  -- The policy's max_users are the seats a plan includes; a quantity buys
+  -- more (per-seat prices). Neither: unlimited.
+  select greatest(
+    case when quantity ~ '^[0-9]{1,9}$' and quantity::integer > 0 then quantity::integer end,
+    policy.max_users
+  );
+$$;
+comment on function private.stripe_seats(text, lic.license_policies) is
+'The seats of a license bought through Stripe: the quantity bought, at least the policy''s max_users.';
 
 create or replace function private.stripe_license_event(before lic.licenses, after lic.licenses)
 returns void
@@ -280,11 +296,7 @@ begin
       paid_through = stripe_put_license.paid_through,
       disputed_at = stripe_put_license.disputed_at,
       stripe_subscription_id = coalesce(subscription_id, l.stripe_subscription_id),
-      grace_ends_at = case
-        when v_status <> 'past_due' then null
-        when l.status = 'past_due' then l.grace_ends_at
-        else grace_from + policy.grace_period
-      end,
+      grace_ends_at = case when v_status = 'past_due' then grace_from + policy.grace_period end,
       suspended_reason = case
         when v_status = l.status then l.suspended_reason
         when v_status in ('suspended', 'canceled') then reason
@@ -416,15 +428,16 @@ begin
     when 'canceled' then 'canceled'
     when 'incomplete_expired' then 'canceled'
   end;
-  -- The latest invoice decides dunning: a failed, unpaid one makes an active
-  -- subscription past_due; paid, it lifts a past_due the snapshot still shows.
+  -- The latest invoice decides dunning: a failure after the snapshot makes an
+  -- active subscription past_due; a payment after it lifts a past_due.
   select i.* into v_latest from lic.stripe_invoices as i
   where i.account_id = stripe_sync_subscription.account_id and i.subscription_id = v_sub.subscription_id
   order by i.invoice_created_at desc nulls last, i.invoice_id desc
   limit 1;
-  if v_base = 'active' and v_latest.paid_at is null and v_latest.first_failed_at is not null then
+  -- Only facts newer than the snapshot overrule it.
+  if v_base = 'active' and v_latest.paid_at is null and v_latest.first_failed_at >= v_sub.observed_at then
     v_base := 'past_due';
-  elsif v_base = 'past_due' and v_latest.paid_at is not null then
+  elsif v_base = 'past_due' and v_latest.paid_at >= v_sub.observed_at then
     v_base := 'active';
   end if;
   select max(i.period_end) into v_paid_through from lic.stripe_invoices as i
@@ -529,7 +542,7 @@ begin
         when 'canceled' then 'the Stripe subscription ended'
       end,
       v_policy, v_customer_id, v_sub.ends_at,
-      (case when (v_item ->> 'quantity')::bigint between 1 and 2147483647 then (v_item ->> 'quantity')::integer end),
+      private.stripe_seats(v_item ->> 'quantity', v_policy),
       v_paid_through, coalesce(v_latest.first_failed_at, v_sub.observed_at), v_state.disputed_at,
       v_sub.subscription_id
     );
@@ -582,7 +595,7 @@ declare
   v_checkout lic.stripe_checkouts;
   v_policy lic.license_policies;
   v_item jsonb;
-  v_quantity integer;
+  v_seats integer;
   v_customer_id uuid;
   v_license lic.licenses;
   v_state record;
@@ -607,7 +620,7 @@ begin
     return jsonb_build_object('outcome', 'parked',
       'detail', 'no license policy is mapped to what this checkout sold');
   end if;
-  v_quantity := case when (v_item ->> 'quantity')::bigint between 2 and 2147483647 then (v_item ->> 'quantity')::integer end;
+  v_seats := private.stripe_seats(v_item ->> 'quantity', v_policy);
   v_target := case v_checkout.payment_status when 'paid' then 'active' when 'no_payment_required' then 'active' end;
   if v_checkout.license_id is null and v_target is null then
     return jsonb_build_object('outcome', 'applied', 'detail', case v_checkout.payment_status
@@ -634,7 +647,7 @@ begin
     case v_state.status when 'suspended' then v_state.reason end,
     v_policy, v_customer_id,
     coalesce(v_checkout.session_created_at, v_checkout.created_at) + v_policy.duration,
-    v_quantity, null, null, v_state.disputed_at, null
+    v_seats, null, null, v_state.disputed_at, null
   );
   update lic.stripe_checkouts as c set license_id = v_license.id, synced_status = v_state.status, updated_at = now()
   where c.account_id = v_checkout.account_id and c.session_id = v_checkout.session_id;
