@@ -75,18 +75,24 @@ comment on function private.stripe_invoice_subscription(jsonb) is
 
 create or replace function private.stripe_policy(account_id uuid, price text, product text)
 returns lic.license_policies
-language sql
+language plpgsql
 stable
 as $$
+declare
+  v_policy lic.license_policies;
+begin
+  -- PL/pgSQL, so the plan is cached: this runs for every item of every sync.
   -- A price's mapping beats its product's.
-  select p.*
+  select p.* into v_policy
   from lic.stripe_mappings as m
-  join lic.license_policies as p on p.account_id = m.account_id and p.id = m.policy_id
+  inner join lic.license_policies as p on p.account_id = m.account_id and p.id = m.policy_id
   where
     m.account_id = stripe_policy.account_id
     and (m.stripe_price_id = stripe_policy.price or m.stripe_product_id = stripe_policy.product)
   order by m.stripe_price_id is null
   limit 1;
+  return v_policy;
+end;
 $$;
 comment on function private.stripe_policy(uuid, text, text) is
 'The license policy a Stripe price (or, failing that, its product) is mapped to; null when neither is.';
@@ -167,7 +173,8 @@ begin
     v_by_stripe := null;
   end if;
 
-  v_before := coalesce(v_by_external, v_by_stripe);
+  -- A row variable that found nothing is a row of nulls, not null: test ids.
+  v_before := case when v_by_external.id is not null then v_by_external else v_by_stripe end;
   update lic.customers as c
   set
     stripe_customer_id = coalesce(c.stripe_customer_id, v_stripe),
@@ -332,20 +339,21 @@ create or replace function private.stripe_payment_holds(
   out disputed_at timestamptz
 )
 returns record
-language sql
+language plpgsql
 stable
 as $$
+begin
   -- What refunds and disputes of these payments say. A dispute counts while
   -- open (not an inquiry), or for good once lost.
-  select
-    coalesce((
-      select bool_or(c.refunded) from lic.stripe_charges as c
-      where
-        c.account_id = stripe_payment_holds.account_id
-        and (c.charge_id = any(charges) or c.payment_intent_id = any(payment_intents))
-    ), false),
-    coalesce(bool_or(d.status = 'lost'), false),
-    min(d.observed_at) filter (where d.status in ('needs_response', 'under_review'))
+  select coalesce(bool_or(c.refunded), false) into refunded
+  from lic.stripe_charges as c
+  where
+    c.account_id = stripe_payment_holds.account_id
+    and (c.charge_id = any(charges) or c.payment_intent_id = any(payment_intents));
+  select coalesce(bool_or(d.status = 'lost'), false), min(d.observed_at) filter (
+    where d.status in ('needs_response', 'under_review')
+  )
+  into dispute_lost, disputed_at
   from lic.stripe_disputes as d
   where
     d.account_id = stripe_payment_holds.account_id
@@ -356,6 +364,7 @@ as $$
         where c.account_id = stripe_payment_holds.account_id and c.payment_intent_id = any(payment_intents)
       )
     );
+end;
 $$;
 comment on function private.stripe_payment_holds(uuid, text[], text[]) is
 'Whether these payments (charge or payment intent ids) were fully refunded, lost a dispute, or have one open.';
@@ -408,7 +417,6 @@ declare
   v_state record;
   v_licenses uuid[] := '{}';
   v_unmapped text[] := '{}';
-  v_mapped jsonb := '[]';
   v_claimed uuid[] := '{}';
 begin
   select s.* into v_sub from lic.stripe_subscriptions as s
@@ -486,27 +494,22 @@ begin
     v_holds.refunded := false;
   end if;
 
-  -- Items with a mapping, in Stripe's order; the rest wait for one.
+  -- In Stripe's order, each item keeps its license; an item that replaced a
+  -- removed one (a plan switch) takes over that license; a mapped item
+  -- without one gets a new one. An item whose price is not mapped (yet) keeps
+  -- the license it has, on its policy so far, and waits for a mapping.
   for v_item in select value from jsonb_array_elements(v_sub.items) loop
     v_policy := private.stripe_policy(stripe_sync_subscription.account_id, v_item ->> 'price', v_item ->> 'product');
     if v_policy.id is null then
       v_unmapped := v_unmapped || coalesce(v_item ->> 'price', v_item ->> 'product');
-    else
-      v_mapped := v_mapped || jsonb_build_array(v_item || jsonb_build_object('policy_id', v_policy.id));
     end if;
-  end loop;
-
-  -- Each mapped item keeps its license; an item that replaced a removed one
-  -- (a plan switch) takes over that license; others get a new one. Items no
-  -- longer there lose theirs.
-  for v_item in select value from jsonb_array_elements(v_mapped) loop
     select k.* into v_link from lic.stripe_subscription_licenses as k
     where
       k.account_id = stripe_sync_subscription.account_id and k.subscription_id = v_sub.subscription_id
       and k.item_id = v_item ->> 'id';
     if not found then
       select k.* into v_link from lic.stripe_subscription_licenses as k
-      join lic.licenses as l on l.account_id = k.account_id and l.id = k.license_id
+      inner join lic.licenses as l on l.account_id = k.account_id and l.id = k.license_id
       where
         k.account_id = stripe_sync_subscription.account_id and k.subscription_id = v_sub.subscription_id
         and not exists (
@@ -521,12 +524,9 @@ begin
         where k.account_id = v_link.account_id and k.license_id = v_link.license_id;
       end if;
     end if;
-    select p.* into v_policy from lic.license_policies as p
-    where p.account_id = stripe_sync_subscription.account_id and p.id = (v_item ->> 'policy_id')::uuid;
-    select * into v_state from private.stripe_hold_status(v_base, v_policy, v_holds);
     if v_link.license_id is null then
-      -- No license for a subscription that never started.
-      continue when v_base is null or v_sub.status = 'incomplete_expired';
+      -- No license for an unmapped item or a subscription that never started.
+      continue when v_policy.id is null or v_base is null or v_sub.status = 'incomplete_expired';
       v_license := null;
     else
       v_claimed := v_claimed || v_link.license_id;
@@ -534,7 +534,12 @@ begin
       where l.account_id = v_link.account_id and l.id = v_link.license_id
       for update;
       continue when v_base is null;
+      if v_policy.id is null then
+        select p.* into v_policy from lic.license_policies as p
+        where p.account_id = v_license.account_id and p.id = v_license.policy_id;
+      end if;
     end if;
+    select * into v_state from private.stripe_hold_status(v_base, v_policy, v_holds);
     v_license := private.stripe_put_license(
       v_license, v_link.synced_status, v_state.status,
       case v_state.status
@@ -543,7 +548,11 @@ begin
       end,
       v_policy, v_customer_id, v_sub.ends_at,
       private.stripe_seats(v_item ->> 'quantity', v_policy),
-      v_paid_through, coalesce(v_latest.first_failed_at, v_sub.observed_at), v_state.disputed_at,
+      v_paid_through,
+      coalesce(
+        case when v_latest.paid_at is null then v_latest.first_failed_at end, v_sub.past_due_since, v_sub.observed_at
+      ),
+      v_state.disputed_at,
       v_sub.subscription_id
     );
     if v_link.license_id is null then
@@ -769,6 +778,7 @@ begin
     set
       livemode = coalesce((subscription ->> 'livemode')::boolean, s.livemode),
       customer = v_customer, status = v_status, items = v_items, period_end = v_period_end, ends_at = v_ends_at,
+      past_due_since = case when v_status = 'past_due' then coalesce(s.past_due_since, stripe_on_subscription.observed_at) end,
       metadata = coalesce(case when jsonb_typeof(subscription -> 'metadata') = 'object' then subscription -> 'metadata' end,
         '{}'),
       observed_at = greatest(s.observed_at, stripe_on_subscription.observed_at),
@@ -776,12 +786,12 @@ begin
     where s.account_id = stripe_on_subscription.account_id and s.subscription_id = v_id;
   else
     insert into lic.stripe_subscriptions (
-      account_id, subscription_id, livemode, customer, status, items, period_end, ends_at, metadata, observed_at,
-      observed_event_id
+      account_id, subscription_id, livemode, customer, status, items, period_end, ends_at, past_due_since, metadata,
+      observed_at, observed_event_id
     )
     values (
       stripe_on_subscription.account_id, v_id, (subscription ->> 'livemode')::boolean, v_customer, v_status, v_items,
-      v_period_end, v_ends_at,
+      v_period_end, v_ends_at, case when v_status = 'past_due' then stripe_on_subscription.observed_at end,
       coalesce(case when jsonb_typeof(subscription -> 'metadata') = 'object' then subscription -> 'metadata' end, '{}'),
       stripe_on_subscription.observed_at, event_id
     );
@@ -1273,11 +1283,13 @@ declare
   v_held lic.stripe_events;
 begin
   perform private.stripe_begin(account_id);
-  if not (
+  -- coalesce: a missing field makes the test null, and it must fail.
+  if not coalesce(
     jsonb_typeof(event) = 'object' and event ->> 'object' = 'event'
     and jsonb_typeof(event -> 'id') = 'string' and length(event ->> 'id') between 1 and 255
     and jsonb_typeof(event -> 'type') = 'string' and length(event ->> 'type') <= 255
-    and jsonb_typeof(event #> '{data,object}') = 'object'
+    and jsonb_typeof(event #> '{data,object}') = 'object',
+    false
   ) then
     insert into lic.stripe_events (account_id, payload, outcome, detail, verified_livemode)
     values (

@@ -125,6 +125,8 @@ create table lic.stripe_subscriptions (
   period_end timestamptz,
   -- The scheduled end: cancel_at, else the period end when cancel_at_period_end.
   ends_at timestamptz,
+  -- When it became past_due (a grace period's start when no failure is known).
+  past_due_since timestamptz,
   metadata jsonb not null default '{}',
   observed_at timestamptz not null,
   observed_event_id text,

@@ -426,3 +426,281 @@ grant execute on function
 tests.remember(text, uuid), tests.id(text), tests.event_count(text, jsonb),
 tests.remember_secret(text, text), tests.secret(text)
 to lic_app;
+
+-- ---------------------------------------------------------------------------
+-- Stripe sync helpers (410_stripe_sync.sql). Payload builders in Stripe's
+-- shapes (basil and later by default, pre-basil on request; see
+-- /work/shared/reference/stripe-webhooks.md §2), and the calls the web layer
+-- makes. Times are offsets in seconds from a base an hour before now(), so
+-- events are in the past and periods are current:
+--   tests.stripe_epoch(at), tests.stripe_time(at)   the base plus at seconds;
+--   tests.stripe_event(type, object, at, id, ...)   an event envelope;
+--   tests.stripe_subscription(id, customer, status, items, ...)
+--                                                   items: [{id, price, product,
+--                                                   quantity, period_end}];
+--   tests.stripe_invoice(id, subscription, customer, at, period_ends, ...);
+--   tests.stripe_apply(account, event, livemode)    api.apply_stripe_event as
+--                                                   lic_app, then back to the
+--                                                   superuser with no context;
+--   tests.stripe_refetch(account, event id, object) api.apply_stripe_refetch, the same way;
+--   tests.stripe_map(account, price, product, policy code)   a mapping, as the superuser;
+--   tests.stripe_license(subscription, n, account)  the nth license (by id) of a subscription;
+--   tests.stripe_license_count(subscription, account);
+--   tests.stripe_checkout_license(session, account) the license of a one-off Checkout;
+--   tests.stripe_outcome(account, event id)         the ledger row's outcome;
+--   tests.stripe_state(subscription, n, account)    what Stripe decides on that license, as jsonb.
+-- The readers run as the superuser (call tests.clear_context() first).
+create function tests.stripe_epoch(at integer default 0)
+returns bigint
+language sql
+stable
+as $$
+  select floor(extract(epoch from now()))::bigint - 3600 + at;
+$$;
+
+create function tests.stripe_time(at integer default 0)
+returns timestamptz
+language sql
+stable
+as $$
+  select pg_catalog.to_timestamp(tests.stripe_epoch(at));
+$$;
+
+create function tests.stripe_event(
+  type text,
+  object jsonb,
+  at integer default 0,
+  id text default null,
+  livemode boolean default false,
+  api_version text default '2025-03-31.basil'
+)
+returns jsonb
+language sql
+volatile
+as $$
+  select jsonb_build_object(
+    'id', coalesce(id, 'evt_' || replace(gen_random_uuid()::text, '-', '')),
+    'object', 'event',
+    'api_version', api_version,
+    'created', tests.stripe_epoch(at),
+    'data', jsonb_build_object('object', object),
+    'livemode', livemode,
+    'pending_webhooks', 1,
+    'request', jsonb_build_object('id', null, 'idempotency_key', null),
+    'type', type
+  );
+$$;
+
+create function tests.stripe_subscription(
+  id text,
+  customer text,
+  status text,
+  items jsonb,
+  period_end integer default 2592000,
+  basil boolean default true,
+  extra jsonb default '{}'
+)
+returns jsonb
+language sql
+stable
+as $$
+  select jsonb_build_object(
+    'id', id,
+    'object', 'subscription',
+    'customer', customer,
+    'status', status,
+    'livemode', false,
+    'cancel_at', null,
+    'cancel_at_period_end', false,
+    'pause_collection', null,
+    'metadata', '{}'::jsonb,
+    'items', jsonb_build_object(
+      'object', 'list',
+      'has_more', false,
+      'data', coalesce((
+        select jsonb_agg(
+          jsonb_build_object(
+            'id', i.item ->> 'id',
+            'object', 'subscription_item',
+            'price', jsonb_build_object('id', i.item ->> 'price', 'object', 'price', 'product', i.item ->> 'product'),
+            'quantity', coalesce(i.item -> 'quantity', '1'::jsonb),
+            'subscription', id
+          )
+          || case when basil then jsonb_build_object(
+            'current_period_end', tests.stripe_epoch(coalesce((i.item ->> 'period_end')::integer, period_end))
+          ) else '{}'::jsonb end
+          order by i.n
+        )
+        from jsonb_array_elements(items) with ordinality as i (item, n)
+      ), '[]'::jsonb)
+    )
+  )
+  || case when basil then '{}'::jsonb
+    else jsonb_build_object('current_period_end', tests.stripe_epoch(period_end)) end
+  || extra;
+$$;
+
+create function tests.stripe_invoice(
+  id text,
+  subscription text,
+  customer text,
+  at integer default 0,
+  period_ends integer[] default '{2592000}',
+  amount_paid integer default 1500,
+  basil boolean default true,
+  extra jsonb default '{}'
+)
+returns jsonb
+language sql
+stable
+as $$
+  select jsonb_build_object(
+    'id', id,
+    'object', 'invoice',
+    'customer', customer,
+    'created', tests.stripe_epoch(at),
+    'billing_reason', 'subscription_cycle',
+    'amount_paid', amount_paid,
+    'attempt_count', 1,
+    'lines', jsonb_build_object(
+      'object', 'list',
+      'has_more', false,
+      'data', coalesce((
+        select jsonb_agg(
+          jsonb_build_object(
+            'id', 'il_' || replace(gen_random_uuid()::text, '-', ''),
+            'object', 'line_item',
+            'period', jsonb_build_object('start', tests.stripe_epoch(at), 'end', tests.stripe_epoch(e.period_end))
+          )
+          || case when basil then jsonb_build_object(
+            'parent', jsonb_build_object(
+              'type', 'subscription_item_details',
+              'subscription_item_details', jsonb_build_object('subscription', subscription, 'proration', false)
+            )
+          ) else jsonb_build_object('subscription', subscription) end
+          order by e.n
+        )
+        from unnest(period_ends) with ordinality as e (period_end, n)
+      ), '[]'::jsonb)
+    )
+  )
+  || case when basil then jsonb_build_object(
+    'parent', jsonb_build_object(
+      'type', 'subscription_details',
+      'subscription_details', jsonb_build_object('subscription', subscription, 'metadata', '{}'::jsonb)
+    )
+  ) else jsonb_build_object('subscription', subscription) end
+  || extra;
+$$;
+
+create function tests.stripe_apply(account text, event jsonb, livemode boolean default false)
+returns jsonb
+language plpgsql
+volatile
+as $$
+declare
+  v_account_id uuid := tests.account_id(account);
+  v_result jsonb;
+begin
+  perform pg_catalog.set_config('role', 'lic_app', true);
+  v_result := api.apply_stripe_event(v_account_id, event, livemode);
+  perform tests.clear_context();
+  return v_result;
+end;
+$$;
+
+create function tests.stripe_refetch(account text, stripe_event_id text, object jsonb)
+returns jsonb
+language plpgsql
+volatile
+as $$
+declare
+  v_account_id uuid := tests.account_id(account);
+  v_result jsonb;
+begin
+  perform pg_catalog.set_config('role', 'lic_app', true);
+  v_result := api.apply_stripe_refetch(v_account_id, stripe_event_id, object);
+  perform tests.clear_context();
+  return v_result;
+end;
+$$;
+
+create function tests.stripe_map(account text, price text, product text, policy_code text)
+returns uuid
+language sql
+volatile
+as $$
+  insert into lic.stripe_mappings (account_id, stripe_price_id, stripe_product_id, policy_id)
+  select p.account_id, price, product, p.id
+  from lic.license_policies as p
+  where p.account_id = tests.account_id(account) and p.code = policy_code
+  returning id;
+$$;
+
+create function tests.stripe_license(subscription text, n integer default 1, account text default 'A')
+returns api.license
+language sql
+stable
+as $$
+  select private.license_view(l)
+  from lic.licenses as l
+  where l.account_id = tests.account_id(account) and l.stripe_subscription_id = subscription
+  order by l.id
+  offset n - 1
+  limit 1;
+$$;
+
+create function tests.stripe_license_count(subscription text, account text default 'A')
+returns integer
+language sql
+stable
+as $$
+  select count(*)::integer
+  from lic.licenses as l
+  where l.account_id = tests.account_id(account) and l.stripe_subscription_id = subscription;
+$$;
+
+create function tests.stripe_checkout_license(session text, account text default 'A')
+returns api.license
+language sql
+stable
+as $$
+  select private.license_view(l)
+  from lic.stripe_checkouts as c
+  inner join lic.licenses as l on c.account_id = l.account_id and c.license_id = l.id
+  where c.account_id = tests.account_id(account) and c.session_id = session;
+$$;
+
+create function tests.stripe_outcome(account text, stripe_event_id text)
+returns text
+language sql
+stable
+as $$
+  select e.outcome
+  from lic.stripe_events as e
+  where e.account_id = tests.account_id(account) and e.stripe_event_id = stripe_outcome.stripe_event_id;
+$$;
+
+create function tests.stripe_state(subscription text, n integer default 1, account text default 'A')
+returns jsonb
+language sql
+stable
+as $$
+  select jsonb_build_object(
+    'status', l.status,
+    'effective_status', l.effective_status,
+    'policy', l.policy_code,
+    'seats', l.seats,
+    'expires_at', l.expires_at,
+    'paid_through', l.paid_through,
+    'grace_ends_at', l.grace_ends_at,
+    'disputed_at', l.disputed_at
+  )
+  from tests.stripe_license(subscription, n, account) as l
+  where l.id is not null;
+$$;
+
+-- The clock helpers are called while acting as a lic_* role too.
+grant execute on function tests.stripe_epoch(integer), tests.stripe_time(integer)
+to lic_app, lic_definer, lic_maint, lic_worker, lic_reporting;
+-- End of the Stripe sync helpers.
