@@ -298,7 +298,7 @@ begin
       status = v_status,
       policy_id = policy.id,
       customer_id = coalesce(l.customer_id, stripe_put_license.customer_id),
-      expires_at = case when v_status = 'canceled' then l.expires_at else stripe_put_license.expires_at end,
+      expires_at = stripe_put_license.expires_at,
       seats = stripe_put_license.seats,
       paid_through = stripe_put_license.paid_through,
       disputed_at = stripe_put_license.disputed_at,
@@ -744,6 +744,18 @@ begin
       jsonb_build_object('object', 'subscription', 'id', v_id), null, v_id);
   end if;
   perform private.stripe_lock(account_id, v_customer);
+  select s.* into v_held from lic.stripe_subscriptions as s
+  where s.account_id = stripe_on_subscription.account_id and s.subscription_id = v_id
+  for update;
+  if jsonb_typeof(subscription #> '{items,data}') is distinct from 'array' then
+    -- No item list at all: the items held stay; with none held, ask Stripe.
+    if v_held.subscription_id is not null then
+      v_items := v_held.items;
+    elsif not v_status = any(v_terminal) then
+      return private.stripe_result('needs_refetch', 'the payload holds no item list',
+        jsonb_build_object('object', 'subscription', 'id', v_id), null, v_id);
+    end if;
+  end if;
   v_period_end := coalesce(
     (select max(pg_catalog.to_timestamp((i ->> 'period_end')::double precision)) from jsonb_array_elements(v_items) as i
       where jsonb_typeof(i -> 'period_end') = 'number'),
@@ -754,10 +766,7 @@ begin
     case when subscription ->> 'cancel_at_period_end' = 'true' then v_period_end end
   );
 
-  select s.* into v_held from lic.stripe_subscriptions as s
-  where s.account_id = stripe_on_subscription.account_id and s.subscription_id = v_id
-  for update;
-  if found then
+  if v_held.subscription_id is not null then
     if v_held.status = any(v_terminal) then
       return private.stripe_result('stale', format('the subscription already ended (%s)', v_held.status), null, null, v_id);
     end if;
@@ -1410,8 +1419,15 @@ begin
       )
   loop
     perform private.stripe_lock(account_id, v_sub.customer);
-    perform private.stripe_sync_subscription(account_id, v_sub.subscription_id);
-    v_subscriptions := v_subscriptions || v_sub.subscription_id;
+    -- A rule refusing one subscription (a full tenant plan) leaves its
+    -- events parked and the mapping made; reprocess them later.
+    begin
+      perform private.stripe_sync_subscription(account_id, v_sub.subscription_id);
+      v_subscriptions := v_subscriptions || v_sub.subscription_id;
+    exception
+      when sqlstate 'LPLAN' or sqlstate 'LSTAT' or sqlstate 'LINVL' or data_exception or check_violation then
+        null;
+    end;
   end loop;
   for v_checkout in
     select c.* from lic.stripe_checkouts as c
@@ -1423,8 +1439,13 @@ begin
       )
   loop
     perform private.stripe_lock(account_id, coalesce(v_checkout.customer, v_checkout.session_id));
-    perform private.stripe_sync_checkout(account_id, v_checkout.session_id);
-    v_sessions := v_sessions || v_checkout.session_id;
+    begin
+      perform private.stripe_sync_checkout(account_id, v_checkout.session_id);
+      v_sessions := v_sessions || v_checkout.session_id;
+    exception
+      when sqlstate 'LPLAN' or sqlstate 'LSTAT' or sqlstate 'LINVL' or data_exception or check_violation then
+        null;
+    end;
   end loop;
   update lic.stripe_events as e
   set

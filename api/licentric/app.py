@@ -32,6 +32,13 @@ from licentric.routes.health import healthz
 from licentric.routes.license_policies import LicensePolicyController
 from licentric.routes.licenses import EntitlementCheckController, LicenseController
 from licentric.routes.machines import LicenseMachineController, LicenseUserController, MachineController
+from licentric.routes.stripe import (
+    BillingPortalController,
+    StripeConnectionController,
+    StripeEventController,
+    StripeMappingController,
+    StripeWebhookController,
+)
 from licentric.settings import Settings
 
 API_ROLE = "lic_app"
@@ -104,15 +111,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LicenseUserController,
             AgentController,
             EventController,
+            StripeConnectionController,
+            StripeMappingController,
+            StripeEventController,
+            StripeWebhookController,
+            BillingPortalController,
             LicentricPrometheusController,
         ],
         dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},
         lifespan=[database],
+        state=State({"settings": settings}),
         middleware=[
             RateLimitConfig(
                 rate_limit=("minute", settings.rate_limit_per_minute),
                 identifier_for_request=rate_limit_identity,
-                exclude=["/healthz", "/metrics", "/schema"],
+                # Stripe delivers every tenant's events from a few shared addresses.
+                exclude=["/healthz", "/metrics", "/schema", "/v1/stripe/webhooks/"],
             ).middleware,
             PrometheusConfig(
                 app_name="licentric", prefix="licentric", group_path=True, exclude=["/metrics"]

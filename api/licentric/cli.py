@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -14,7 +16,7 @@ import uvicorn
 
 from licentric import embedded
 from licentric.migrate import MigrationError, migrate
-from licentric.settings import Settings
+from licentric.settings import ConfigurationError, Settings, parse_secret_key
 
 PLANS = ("free", "starter", "growth", "enterprise")
 
@@ -25,7 +27,27 @@ def _database_url(settings: Settings) -> str:
     raise SystemExit("DATABASE_URL is not set (only `licentric up` starts an embedded server)")
 
 
+def _with_secret_key(settings: Settings) -> Settings:
+    """`up` needs no configuration: without LICENTRIC_SECRET_KEY it makes a key once and keeps it in the
+    user's data directory, so the Stripe credentials it encrypted still open on the next `up`."""
+    if settings.secret_key is not None:
+        return settings
+    key_file = embedded.data_dir() / "secret-key"
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+    try:
+        return replace(settings, secret_key=parse_secret_key(key_file.read_text()))
+    except ConfigurationError as exc:
+        raise SystemExit(f"{key_file}: {exc}") from exc
+
+
 def _up(settings: Settings, database_url: str) -> None:
+    settings = _with_secret_key(settings)
     _migrate(database_url)
     key = _demo_key(database_url)
     base_url = f"http://{settings.host}:{settings.port}"
@@ -108,7 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--plan", choices=PLANS, default="free")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        raise SystemExit(f"configuration: {exc}") from exc
     if getattr(args, "host", None):
         settings = replace(settings, host=args.host)
     if getattr(args, "port", None):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
+from uuid import UUID
 
 import msgspec
 import psycopg
@@ -117,7 +118,9 @@ class TenantDb:
     secret: str
     idempotency: Idempotency | None = None
 
-    async def _rows(self, function: str, args: Mapping[str, Any], status: int) -> tuple[list[Any], bool]:
+    async def _rows(
+        self, function: str, args: Mapping[str, Any], status: int, *, builtins: bool = True
+    ) -> tuple[list[Any], bool]:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self.pool.connection() as conn, conn.transaction():
@@ -132,7 +135,9 @@ class TenantDb:
                         if stored["status"] is not None:
                             return [stored["body"]], True
                     cur = await conn.execute(_call(function, args), {k: _adapt(v) for k, v in args.items()})
-                    rows = msgspec.to_builtins(await cur.fetchall())
+                    rows = await cur.fetchall()
+                    if builtins:
+                        rows = msgspec.to_builtins(rows)
                     if self.idempotency is not None:
                         await conn.execute(
                             "select api.save_idempotent_response(key => %s, fingerprint => %s,"
@@ -149,6 +154,19 @@ class TenantDb:
                 if exc.sqlstate not in RETRYABLE or attempt == ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
+
+    async def rows(
+        self, function: str, args: Mapping[str, Any] | None = None, *, status: int = 200
+    ) -> tuple[list[Any], bool]:
+        """The rows of an api function as JSON-ready data, and whether they are the stored answer of an
+        Idempotency-Key seen before."""
+        return await self._rows(function, args or {}, status)
+
+    async def call(self, function: str, args: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The rows of an api function as psycopg reads them (bytea stays bytes), ignoring any
+        Idempotency-Key: for values the web layer works with rather than answers with."""
+        rows, _ = await replace(self, idempotency=None)._rows(function, args or {}, 200, builtins=False)
+        return rows
 
     async def one(
         self, shape: type[T], function: str, args: Mapping[str, Any] | None = None, *, status: int = 200
@@ -171,3 +189,46 @@ class TenantDb:
         rows, _ = await self._rows(function, {**(args or {}), **page.args()}, 200)
         data, has_more = page.cut(rows)
         return msgspec.convert({"data": data, "has_more": has_more}, shape, strict=False)
+
+
+@dataclass(frozen=True)
+class StripeDb:
+    """The database as Stripe's deliveries reach it: with no API key. Each function takes the account
+    the webhook URL names (api.stripe_credentials, to verify the signature) or that a verified
+    signature belongs to (api.apply_stripe_*), and sets that account's context itself."""
+
+    pool: AsyncConnectionPool
+
+    async def _fetch(self, statement: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    return await (await conn.execute(statement, params)).fetchall()
+            except psycopg.Error as exc:
+                if exc.sqlstate not in RETRYABLE or attempt == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def credentials(self, account_id: UUID) -> list[dict[str, Any]]:
+        """The account's encrypted API keys and valid signing secrets: {livemode, kind, ciphertext,
+        webhook_endpoint_id}; none for an unknown account."""
+        return await self._fetch("select * from api.stripe_credentials(account_id => %s)", (account_id,))
+
+    async def apply_event(self, account_id: UUID, body: str, livemode: bool) -> dict[str, Any]:
+        """Record and apply a delivery: body is the signed text itself, never re-serialised."""
+        rows = await self._fetch(
+            "select api.apply_stripe_event(account_id => %s, event => %s::jsonb, livemode => %s) as result",
+            (account_id, body, livemode),
+        )
+        return rows[0]["result"]
+
+    async def apply_refetch(
+        self, account_id: UUID, stripe_event_id: str, obj: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Apply an object fetched from Stripe for the event that asked for it."""
+        rows = await self._fetch(
+            "select api.apply_stripe_refetch(account_id => %s, stripe_event_id => %s, object => %s)"
+            " as result",
+            (account_id, stripe_event_id, Jsonb(obj)),
+        )
+        return rows[0]["result"]

@@ -38,6 +38,13 @@ REGISTRY: dict[str, ErrorKind] = {
     "LPLAN": ErrorKind(402, "invalid_request_error", "plan_limit_reached"),
     "LBUDG": ErrorKind(402, "invalid_request_error", "budget_exhausted"),
     "LRATE": ErrorKind(429, "rate_limit_error", "rate_limited"),
+    # Raised by the Python layer only (routes/stripe.py, stripe_api.py).
+    "LSIGN": ErrorKind(400, "invalid_request_error", "signature_invalid"),
+    "LPAYL": ErrorKind(400, "invalid_request_error", "payload_invalid"),
+    "LSKEY": ErrorKind(422, "invalid_request_error", "stripe_key_rejected"),
+    "LSREQ": ErrorKind(422, "invalid_request_error", "stripe_request_refused"),
+    "LSUNV": ErrorKind(502, "api_error", "stripe_unavailable"),
+    "LCONF": ErrorKind(503, "api_error", "not_configured"),
 }
 
 # Standard SQLSTATEs a bad request can still reach.

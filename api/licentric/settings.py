@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value the service must not start with."""
 
 
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def parse_secret_key(text: str) -> bytes:
+    """LICENTRIC_SECRET_KEY: 32 random bytes, base64 (standard or URL-safe alphabet, padding optional).
+    Make one with `python -c "import base64, os; print(base64.b64encode(os.urandom(32)).decode())"`."""
+    value = text.strip()
+    try:
+        key = base64.b64decode(
+            value.replace("-", "+").replace("_", "/") + "=" * (-len(value) % 4), validate=True
+        )
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ConfigurationError(
+            "LICENTRIC_SECRET_KEY must be 32 random bytes in base64 (44 characters), e.g. the output of "
+            '`python -c "import base64, os; print(base64.b64encode(os.urandom(32)).decode())"`'
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -22,9 +51,39 @@ class Settings:
     pool_min_size: int
     pool_max_size: int
     log_level: str
+    # Encrypts the Stripe keys and signing secrets tenants give (AES-256-GCM,
+    # licentric/crypto.py); None: the Stripe routes answer 503 not_configured.
+    # `licentric up` makes one in its data directory when none is set.
+    secret_key: bytes | None = field(default=None, repr=False)
+    # Where Stripe reaches this service (webhook endpoint URLs); None: http://{host}:{port}.
+    public_url: str | None = None
+    # Stripe's API base; None: the real Stripe. Tests point it at a fake.
+    stripe_api_base: str | None = None
+    # Seconds a Stripe-Signature timestamp may lie in the past, and in the future.
+    stripe_webhook_tolerance: int = 300
+    stripe_webhook_max_future_skew: int = 300
+
+    def __post_init__(self) -> None:
+        # A tolerance of 0 (or less) would make the SDK skip the recency check:
+        # a captured delivery could then be replayed forever.
+        if self.stripe_webhook_tolerance <= 0:
+            raise ConfigurationError(
+                "LICENTRIC_STRIPE_WEBHOOK_TOLERANCE must be a positive number of seconds (default 300); "
+                "0 would disable the replay check"
+            )
+        if self.stripe_webhook_max_future_skew < 0:
+            raise ConfigurationError("LICENTRIC_STRIPE_WEBHOOK_MAX_FUTURE_SKEW must be 0 or more seconds")
+        if self.secret_key is not None and len(self.secret_key) != 32:
+            raise ConfigurationError("the secret key must be 32 bytes")
+
+    @property
+    def base_url(self) -> str:
+        """The service's public address, without a trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @classmethod
     def from_env(cls) -> Settings:
+        secret_key = os.environ.get("LICENTRIC_SECRET_KEY")
         return cls(
             database_url=os.environ.get("DATABASE_URL") or None,
             host=os.environ.get("LICENTRIC_HOST", "127.0.0.1"),
@@ -33,4 +92,9 @@ class Settings:
             pool_min_size=_int("LICENTRIC_POOL_MIN_SIZE", 2),
             pool_max_size=_int("LICENTRIC_POOL_MAX_SIZE", 10),
             log_level=os.environ.get("LICENTRIC_LOG_LEVEL", "INFO"),
+            secret_key=parse_secret_key(secret_key) if secret_key else None,
+            public_url=os.environ.get("LICENTRIC_PUBLIC_URL") or None,
+            stripe_api_base=os.environ.get("LICENTRIC_STRIPE_API_BASE") or None,
+            stripe_webhook_tolerance=_int("LICENTRIC_STRIPE_WEBHOOK_TOLERANCE", 300),
+            stripe_webhook_max_future_skew=_int("LICENTRIC_STRIPE_WEBHOOK_MAX_FUTURE_SKEW", 300),
         )

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from fake_stripe import FakeStripe
 from litestar.testing import AsyncTestClient
 from psycopg import sql
 
@@ -76,12 +77,52 @@ def account(make_account: Callable[..., Account]) -> Account:
     return make_account()
 
 
+# LICENTRIC_SECRET_KEY of the tests: encrypts the Stripe credentials they store.
+TEST_SECRET_KEY = bytes(range(32))
+
+
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return replace(Settings.from_env(), database_url=database_url, rate_limit_per_minute=100_000)
+    return replace(
+        Settings.from_env(),
+        database_url=database_url,
+        rate_limit_per_minute=100_000,
+        secret_key=TEST_SECRET_KEY,
+        public_url="https://licentric.test",
+    )
+
+
+def _stripe_at_fake(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The settings, with Stripe's API at the test's fake Stripe when it uses one."""
+    if "fake_stripe" in request.fixturenames:
+        return replace(settings, stripe_api_base=request.getfixturevalue("fake_stripe").url)
+    return settings
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
+async def client(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[AsyncTestClient]:
+    """An HTTP client of the app; a test that also uses fake_stripe gets Stripe's API there."""
+    async with AsyncTestClient(app=create_app(_stripe_at_fake(request, settings))) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def make_client(settings: Settings, request: pytest.FixtureRequest) -> Callable[..., AsyncTestClient]:
+    """A factory of clients with changed settings: `async with make_client(secret_key=None) as c:`
+    (Stripe's API at fake_stripe when the test uses it, unless stripe_api_base is given)."""
+
+    def make(**changes: object) -> AsyncTestClient:
+        base = _stripe_at_fake(request, settings)
+        return AsyncTestClient(app=create_app(replace(base, **changes)))
+
+    return make
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[FakeStripe]:
+    """A fake Stripe API on 127.0.0.1 for this test (tests/python/fake_stripe.py)."""
+    fake = FakeStripe().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

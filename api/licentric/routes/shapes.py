@@ -34,7 +34,8 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
         409: "Illegal state change, or an Idempotency-Key still in use",
         422: "Invalid parameter, or an Idempotency-Key reused with another request",
         429: "Rate limited; see Retry-After",
-        503: "Busy; retry",
+        502: "Stripe failed or could not be reached (stripe_unavailable)",
+        503: "Busy, or not configured here (not_configured); retry",
     }
     wanted = sorted({400, 401, 403, 429, 503, *statuses})
     return {s: ResponseSpec(ErrorBody, description=described[s], generate_examples=False) for s in wanted}
