@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from uuid import UUID
@@ -87,6 +87,20 @@ def _call(function: str, args: Mapping[str, Any]) -> sql.Composed:
     return sql.SQL("select * from {}({})").format(sql.Identifier(*function.split(".")), named)
 
 
+async def _transaction(
+    pool: AsyncConnectionPool, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]
+) -> T:
+    """Run work in one transaction, retried when it fails on a serialization failure or a deadlock."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                return await work(conn)
+        except psycopg.Error as exc:
+            if exc.sqlstate not in RETRYABLE or attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 @dataclass(frozen=True)
 class Idempotency:
     """An Idempotency-Key header and the fingerprint of the request it came with."""
@@ -121,39 +135,35 @@ class TenantDb:
     async def _rows(
         self, function: str, args: Mapping[str, Any], status: int, *, builtins: bool = True
     ) -> tuple[list[Any], bool]:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self.pool.connection() as conn, conn.transaction():
-                    await conn.execute("select from api.authenticate(secret => %s)", (self.secret,))
-                    if self.idempotency is not None:
-                        stored = await (
-                            await conn.execute(
-                                "select * from api.claim_idempotency_key(key => %s, fingerprint => %s)",
-                                (self.idempotency.key, self.idempotency.fingerprint),
-                            )
-                        ).fetchone()
-                        if stored["status"] is not None:
-                            return [stored["body"]], True
-                    cur = await conn.execute(_call(function, args), {k: _adapt(v) for k, v in args.items()})
-                    rows = await cur.fetchall()
-                    if builtins:
-                        rows = msgspec.to_builtins(rows)
-                    if self.idempotency is not None:
-                        await conn.execute(
-                            "select api.save_idempotent_response(key => %s, fingerprint => %s,"
-                            " status => %s, body => %s)",
-                            (
-                                self.idempotency.key,
-                                self.idempotency.fingerprint,
-                                status,
-                                Jsonb(rows[0] if rows else None),
-                            ),
-                        )
-                    return rows, False
-            except psycopg.Error as exc:
-                if exc.sqlstate not in RETRYABLE or attempt == ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        async def work(conn: psycopg.AsyncConnection) -> tuple[list[Any], bool]:
+            await conn.execute("select from api.authenticate(secret => %s)", (self.secret,))
+            if self.idempotency is not None:
+                stored = await (
+                    await conn.execute(
+                        "select * from api.claim_idempotency_key(key => %s, fingerprint => %s)",
+                        (self.idempotency.key, self.idempotency.fingerprint),
+                    )
+                ).fetchone()
+                if stored["status"] is not None:
+                    return [stored["body"]], True
+            cur = await conn.execute(_call(function, args), {k: _adapt(v) for k, v in args.items()})
+            rows = await cur.fetchall()
+            if builtins:
+                rows = msgspec.to_builtins(rows)
+            if self.idempotency is not None:
+                await conn.execute(
+                    "select api.save_idempotent_response(key => %s, fingerprint => %s,"
+                    " status => %s, body => %s)",
+                    (
+                        self.idempotency.key,
+                        self.idempotency.fingerprint,
+                        status,
+                        Jsonb(rows[0] if rows else None),
+                    ),
+                )
+            return rows, False
+
+        return await _transaction(self.pool, work)
 
     async def rows(
         self, function: str, args: Mapping[str, Any] | None = None, *, status: int = 200
@@ -200,14 +210,10 @@ class StripeDb:
     pool: AsyncConnectionPool
 
     async def _fetch(self, statement: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self.pool.connection() as conn, conn.transaction():
-                    return await (await conn.execute(statement, params)).fetchall()
-            except psycopg.Error as exc:
-                if exc.sqlstate not in RETRYABLE or attempt == ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        async def work(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
+            return await (await conn.execute(statement, params)).fetchall()
+
+        return await _transaction(self.pool, work)
 
     async def credentials(self, account_id: UUID) -> list[dict[str, Any]]:
         """The account's encrypted API keys and valid signing secrets: {livemode, kind, ciphertext,
