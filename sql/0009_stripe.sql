@@ -3,7 +3,8 @@
 -- facts those events carry. Licenses are derived from the facts
 -- (functions/70_stripe_sync.sql), never from arrival order: each fact merges
 -- monotonically (a max, a min, a terminal state, a newest snapshot), so any
--- order of the same events leaves the same facts and the same licenses.
+-- order of the same events leaves the same facts and the same current
+-- licenses (docs/stripe.md says what an order can still change).
 
 -- What Stripe decides on a license, shown on it.
 alter table lic.licenses

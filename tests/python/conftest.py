@@ -11,7 +11,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from fake_stripe import FakeStripe
 from litestar.testing import AsyncTestClient
 from psycopg import sql
 
@@ -19,6 +18,8 @@ from licentric.app import create_app
 from licentric.cli import create_account
 from licentric.migrate import migrate
 from licentric.settings import Settings
+
+from fake_stripe import FakeStripe
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

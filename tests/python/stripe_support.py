@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import httpx
+
 from fake_stripe import endpoint_secret
 
 

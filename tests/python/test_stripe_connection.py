@@ -14,15 +14,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fake_stripe import FakeStripe
-from stripe_support import connect, deliver, new_id, stripe_event
 
 from licentric.cli import _with_secret_key
 from licentric.crypto import DecryptionError, SecretBox
 from licentric.settings import ConfigurationError, Settings
 from licentric.stripe_api import API_VERSION, ENABLED_EVENTS
 
+from fake_stripe import FakeStripe
 from license_helpers import superuser
+from stripe_support import connect, deliver, new_id, stripe_event
 from support import assert_error, create_key
 
 

@@ -8,8 +8,8 @@ import secrets
 import uuid
 
 import pytest
-from stripe_support import connect, deliver, new_id, stripe_event, stripe_subscription
 
+from stripe_support import connect, deliver, new_id, stripe_event, stripe_subscription
 from support import assert_error
 
 

@@ -10,6 +10,8 @@ import time
 import uuid
 
 import pytest
+
+from license_helpers import superuser
 from stripe_support import (
     connect,
     deliver,
@@ -18,8 +20,6 @@ from stripe_support import (
     stripe_invoice,
     stripe_subscription,
 )
-
-from license_helpers import superuser
 from support import assert_error
 
 

@@ -13,11 +13,11 @@ import uuid
 from dataclasses import replace
 
 import pytest
-from stripe_support import connect, deliver, new_id, sign, stripe_event, stripe_subscription
 
 from licentric.settings import ConfigurationError, Settings
 
 from license_helpers import superuser
+from stripe_support import connect, deliver, new_id, sign, stripe_event, stripe_subscription
 from support import assert_error
 
 
