@@ -16,6 +16,7 @@
 --   TOO_MANY_MACHINES           live machines exceed the policy's max_machines
 --   TOO_MANY_USERS              seats taken exceed the seats bought or the policy's max_users
 --   ENTITLEMENTS_MISSING        a requested entitlement is not effective
+--   BUDGET_EXHAUSTED            a hard usage budget of the license is spent this period
 --   PAYMENT_GRACE (valid)       past_due, within the grace period
 --   VALID
 
@@ -173,6 +174,17 @@ begin
     end if;
   end if;
 
+  if exists (
+    select from lic.budgets as b
+    left join lic.budget_usage as u
+      on u.account_id = b.account_id and u.budget_id = b.id
+      and u.period_start = private.budget_period_start(b.period, v_now)
+    where b.account_id = v_account_id and b.license_id = v_license.id and b.hard and coalesce(u.used, 0) >= b."limit"
+  ) then
+    return private.validation(false, 'BUDGET_EXHAUSTED',
+      'a hard usage budget of the license is spent for this period', v_view, v_codes);
+  end if;
+
   if v_status = 'past_due' then
     return private.validation(true, 'PAYMENT_GRACE',
       format('the license is valid; its payment is past due and the grace period ends at %s',
@@ -185,7 +197,8 @@ comment on function api.validate_license(text, text, text[]) is
 'Validate a license key (secret or publishable key): one ordered pipeline whose first failing step answers — '
 'MALFORMED_KEY, NOT_FOUND, CANCELED, SUSPENDED, EXPIRED, OVERDUE, DISPUTED, FINGERPRINT_SCOPE_REQUIRED, '
 'HEARTBEAT_DEAD, NO_MACHINE, FINGERPRINT_SCOPE_MISMATCH, TOO_MANY_MACHINES, TOO_MANY_USERS, '
-'ENTITLEMENTS_MISSING — else PAYMENT_GRACE (valid, past due within grace) or VALID. A fingerprint, when given, '
+'ENTITLEMENTS_MISSING, BUDGET_EXHAUSTED — else PAYMENT_GRACE (valid, past due within grace) or VALID. A '
+'fingerprint, when given, '
 'must belong to a live '
 'machine of the license; entitlements, when given, must all be effective. The answer carries the license and '
 'its effective entitlement codes (null when not found). Read-only. Errors: none of its own.';

@@ -21,6 +21,8 @@ begin
     join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
     where n.nspname = 'lic'
       and c.relkind in ('r', 'p')
+      -- A partition is reached only through its parent, which holds the policies.
+      and not c.relispartition
       and exists (
         select from pg_catalog.pg_attribute as a
         where a.attrelid = c.oid and a.attname = 'account_id' and not a.attisdropped

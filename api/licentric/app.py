@@ -39,6 +39,7 @@ from licentric.routes.stripe import (
     StripeMappingController,
     StripeWebhookController,
 )
+from licentric.routes.usage_events import BudgetCheckController, UsageEventController
 from licentric.settings import Settings
 
 API_ROLE = "lic_app"
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LicenseUserController,
             AgentController,
             EventController,
+            UsageEventController,
+            BudgetCheckController,
             StripeConnectionController,
             StripeMappingController,
             StripeEventController,

@@ -181,10 +181,15 @@ class TenantDb:
     async def one(
         self, shape: type[T], function: str, args: Mapping[str, Any] | None = None, *, status: int = 200
     ) -> Response[T]:
-        """The single object an api function returns, as shape."""
+        """The single object an api function returns, as shape (a composite's columns, or the object a
+        function returning jsonb answers: its one column is named after the function)."""
         rows, replayed = await self._rows(function, args or {}, status)
+        row = rows[0]
+        name = function.rsplit(".", 1)[-1]
+        if isinstance(row, dict) and len(row) == 1 and isinstance(row.get(name), dict):
+            row = row[name]
         headers = {"Idempotent-Replayed": "true"} if replayed else None
-        return Response(msgspec.convert(rows[0], shape, strict=False), status_code=status, headers=headers)
+        return Response(msgspec.convert(row, shape, strict=False), status_code=status, headers=headers)
 
     async def all(self, shape: type[T], function: str, args: Mapping[str, Any] | None = None) -> T:
         """Every row of an api function with a short, bounded answer (no cursor), as a

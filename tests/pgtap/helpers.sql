@@ -217,6 +217,7 @@ begin
   where
     n.nspname = 'lic'
     and c.relkind in ('r', 'p')
+    and not c.relispartition
     and exists (
       select from pg_catalog.pg_attribute as a
       where a.attrelid = c.oid and a.attname = 'account_id' and not a.attisdropped
@@ -329,6 +330,8 @@ declare
   v_entitlement uuid;
   v_customer uuid;
   v_license uuid;
+  v_meter uuid;
+  v_budget uuid;
 begin
   insert into lic.license_policies (account_id, code, name) values (seed_licensing.account_id, 'seed', 'Seed')
   returning id into v_policy;
@@ -367,6 +370,23 @@ begin
   values (seed_licensing.account_id, 'dp_seed', 'won', now());
   insert into lic.stripe_checkouts (account_id, session_id, mode, payment_status)
   values (seed_licensing.account_id, 'cs_seed', 'payment', 'paid');
+  -- Usage metering.
+  insert into lic.meters (account_id, code, name, aggregation) values (seed_licensing.account_id, 'seed', 'Seed', 'sum')
+  returning id into v_meter;
+  insert into lic.metering_events (account_id, id, meter_id, license_id, quantity, occurred_at)
+  values (seed_licensing.account_id, 'seed', v_meter, v_license, 1, now());
+  insert into lic.metering_rollups (
+    account_id, meter_id, hour, agent_id, license_id, subject_key, event_count, quantity_sum, quantity_max,
+    latest_quantity, latest_at
+  )
+  values (seed_licensing.account_id, v_meter, date_trunc('hour', now()), private.uuid_v7(), v_license, '', 1, 1, 1, 1, now());
+  insert into lic.metering_rollup_values (account_id, meter_id, hour, agent_id, license_id, subject_key, value)
+  values (seed_licensing.account_id, v_meter, date_trunc('hour', now()), private.uuid_v7(), v_license, '', 'seed');
+  insert into lic.budgets (account_id, meter_id, license_id, period, "limit")
+  values (seed_licensing.account_id, v_meter, v_license, 'month', 10)
+  returning id into v_budget;
+  insert into lic.budget_usage (account_id, budget_id, period_start)
+  values (seed_licensing.account_id, v_budget, date_trunc('month', now()));
 end;
 $$;
 comment on function tests.seed_licensing(uuid) is

@@ -187,6 +187,8 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/agents"): "listAgents",
     ("post", "/v1/agents"): "createAgent",
     ("get", "/v1/agents/me"): "getCurrentAgent",
+    ("post", "/v1/usage/events"): "ingestUsageEvents",
+    ("post", "/v1/budgets/check"): "checkBudget",
     ("get", "/v1/agents/{agent_id}"): "getAgent",
     ("post", "/v1/agents/{agent_id}"): "updateAgent",
     ("post", "/v1/agents/{agent_id}/revoke"): "revokeAgent",
