@@ -45,7 +45,7 @@ as $$
   -- fixes every field's position; nested CASEs check the fields in order, so
   -- a bad instant is null, never an error: one bad event must not fail its
   -- whole batch.
-  select case when value ~ ('^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?'
+  select case when value ~ ('^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?'
     || '([Zz]|[+-](0[0-9]|1[0-5]):[0-5][0-9])$')
     then case when substr(value, 1, 4)::integer >= 1 and substr(value, 6, 2)::integer between 1 and 12
       then case when substr(value, 9, 2)::integer between 1 and extract(day from
@@ -174,68 +174,83 @@ begin
   end if;
 
   -- Parse and check every event; the first failing check names its code.
-  select coalesce(jsonb_agg(to_jsonb(c) order by c.index), '[]') into v_rows
+  select coalesce(jsonb_agg(jsonb_build_object(
+    'index', c.index, 'id', c.id, 'meter_id', c.meter_id, 'agent_id', c.agent_id, 'license_id', c.license_id,
+    'subject_key', c.subject_key, 'quantity', c.quantity, 'occurred_at', c.occurred_at, 'properties', c.properties,
+    'unique_value', c.unique_value,
+    -- A second copy of a valid event in the batch is its duplicate.
+    'code', case
+      when c.code is null and c.copy > 1 then 'duplicate'
+      else c.code
+    end
+  ) order by c.index), '[]') into v_rows
   from (
-    select
-      p.index, p.id, p.meter_id, p.agent_id, p.license_id, p.subject_key, p.quantity, p.occurred_at, p.properties,
-      case when p.unique_property is not null then p.properties ->> p.unique_property end as unique_value,
-      case
-        when p.not_object then 'invalid_event'
-        when p.id is null then 'invalid_id'
-        when p.meter_id is null then 'unknown_meter'
-        when p.archived_at is not null then 'meter_archived'
-        when p.quantity is null or p.quantity < 0 then 'invalid_quantity'
-        when p.occurred_at is null then 'invalid_timestamp'
-        when p.occurred_at < v_now - interval '35 days' then 'too_old'
-        when p.occurred_at > v_now + interval '5 minutes' then 'in_future'
-        when p.properties is null then 'invalid_properties'
-        when length(p.properties::text) > 8192 then 'properties_too_large'
-        when p.given_agent is not null and p.agent_id is null then 'unknown_agent'
-        when v_self is not null and p.agent_id is distinct from v_self then 'forbidden_subject'
-        when p.given_license is not null and p.license_id is null then 'unknown_license'
-        when p.subject_key_invalid then 'invalid_subject_key'
-        when p.agent_id is null and p.license_id is null and p.subject_key is null then 'missing_subject'
-        when row_number() over (partition by p.id, p.occurred_at order by p.index) > 1 then 'duplicate'
-      end as code
+    select c0.*, row_number() over (partition by c0.id, c0.occurred_at, c0.code is null order by c0.index) as copy
     from (
       select
-        i.index,
-        jsonb_typeof(i.e) <> 'object' as not_object,
-        case when jsonb_typeof(i.e -> 'id') = 'string' and length(i.e ->> 'id') between 1 and 255 then i.e ->> 'id' end
-          as id,
-        m.id as meter_id, m.archived_at, m.unique_property,
+        p.index, p.id, p.meter_id, p.agent_id, p.license_id, p.subject_key, p.quantity, p.occurred_at, p.properties,
+        case when p.unique_property is not null then p.properties ->> p.unique_property end as unique_value,
         case
-          when not i.e ? 'quantity' then 1
-          when jsonb_typeof(i.e -> 'quantity') = 'number' then (i.e ->> 'quantity')::numeric
-        end as quantity,
-        case
-          when not i.e ? 'occurred_at' then v_now
-          when jsonb_typeof(i.e -> 'occurred_at') = 'string' then private.rfc3339(i.e ->> 'occurred_at')
-        end as occurred_at,
-        case
-          when not i.e ? 'properties' then '{}'::jsonb
-          when jsonb_typeof(i.e -> 'properties') = 'object' then i.e -> 'properties'
-        end as properties,
-        i.e ->> 'agent_id' as given_agent,
-        coalesce(a.id, case when i.e ->> 'agent_id' is null then v_self end) as agent_id,
-        i.e ->> 'license_id' as given_license,
-        coalesce(l.id, case when i.e ->> 'license_id' is null then own.license_id end) as license_id,
-        case when jsonb_typeof(i.e -> 'subject_key') = 'string' and length(i.e ->> 'subject_key') between 1 and 255
-          then i.e ->> 'subject_key' end as subject_key,
-        i.e ? 'subject_key' and not (
-          jsonb_typeof(i.e -> 'subject_key') = 'string' and length(i.e ->> 'subject_key') between 1 and 255
-        ) as subject_key_invalid
-      from jsonb_array_elements(events) with ordinality as i0 (e, n)
-      cross join lateral (select i0.n - 1 as index, i0.e) as i
-      left join lic.meters as m on m.account_id = v_account_id and m.code = i.e ->> 'meter'
-      left join lic.agents as a
-        on a.account_id = v_account_id and a.id = private.uuid_or_null(i.e ->> 'agent_id')
-      left join lic.licenses as l
-        on l.account_id = v_account_id and l.id = private.uuid_or_null(i.e ->> 'license_id')
-      -- The license an agent works for, when the event names none.
-      left join lic.agents as own
-        on own.account_id = v_account_id and own.id = coalesce(a.id, case when i.e ->> 'agent_id' is null then v_self end)
-    ) as p
+          when p.not_object then 'invalid_event'
+          when p.id is null then 'invalid_id'
+          when p.meter_id is null then 'unknown_meter'
+          when p.archived_at is not null then 'meter_archived'
+          when p.quantity is null or p.quantity < 0 then 'invalid_quantity'
+          when p.occurred_at is null then 'invalid_timestamp'
+          when p.occurred_at < v_now - interval '35 days' then 'too_old'
+          when p.occurred_at > v_now + interval '5 minutes' then 'in_future'
+          when p.properties is null then 'invalid_properties'
+          when length(p.properties::text) > 8192 then 'properties_too_large'
+          when p.given_agent is not null and p.agent_id is null then 'unknown_agent'
+          -- An agent records for itself, and for its own license only.
+          when v_self is not null and (
+            p.agent_id is distinct from v_self or p.given_license is not null and p.license_id is distinct from p.own_license
+          ) then 'forbidden_subject'
+          when p.given_license is not null and p.license_id is null then 'unknown_license'
+          when p.subject_key_invalid then 'invalid_subject_key'
+          when p.agent_id is null and p.license_id is null and p.subject_key is null then 'missing_subject'
+        end as code
+      from (
+        select
+          i.index,
+          jsonb_typeof(i.e) <> 'object' as not_object,
+          case when jsonb_typeof(i.e -> 'id') = 'string' and length(i.e ->> 'id') between 1 and 255 then i.e ->> 'id' end
+            as id,
+          m.id as meter_id, m.archived_at, m.unique_property,
+          case
+            when not i.e ? 'quantity' then 1
+            when jsonb_typeof(i.e -> 'quantity') = 'number' then (i.e ->> 'quantity')::numeric
+          end as quantity,
+          case
+            when not i.e ? 'occurred_at' then v_now
+            when jsonb_typeof(i.e -> 'occurred_at') = 'string' then private.rfc3339(i.e ->> 'occurred_at')
+          end as occurred_at,
+          case
+            when not i.e ? 'properties' then '{}'::jsonb
+            when jsonb_typeof(i.e -> 'properties') = 'object' then i.e -> 'properties'
+          end as properties,
+          i.e ->> 'agent_id' as given_agent,
+          coalesce(a.id, case when i.e ->> 'agent_id' is null then v_self end) as agent_id,
+          i.e ->> 'license_id' as given_license,
+          coalesce(l.id, case when i.e ->> 'license_id' is null then own.license_id end) as license_id,
+          own.license_id as own_license,
+          case when jsonb_typeof(i.e -> 'subject_key') = 'string' and length(i.e ->> 'subject_key') between 1 and 255
+            then i.e ->> 'subject_key' end as subject_key,
+          i.e ? 'subject_key' and not (
+            jsonb_typeof(i.e -> 'subject_key') = 'string' and length(i.e ->> 'subject_key') between 1 and 255
+          ) as subject_key_invalid
+        from jsonb_array_elements(events) with ordinality as i0 (e, n)
+        cross join lateral (select i0.n - 1 as index, i0.e) as i
+        left join lic.meters as m on m.account_id = v_account_id and m.code = i.e ->> 'meter'
+        left join lic.agents as a
+          on a.account_id = v_account_id and a.id = private.uuid_or_null(i.e ->> 'agent_id')
+        left join lic.licenses as l
+          on l.account_id = v_account_id and l.id = private.uuid_or_null(i.e ->> 'license_id')
+        -- The license an agent works for, when the event names none.
+        left join lic.agents as own
+          on own.account_id = v_account_id and own.id = coalesce(a.id, case when i.e ->> 'agent_id' is null then v_self end)
+      ) as p
+    ) as c0
   ) as c;
 
   -- Budget rows for the periods this batch falls in, made before they are
@@ -360,16 +375,25 @@ begin
       select jsonb_agg(jsonb_build_object(
         'index', r.index, 'id', r.id,
         'status', case
+          when r.code = 'duplicate' and t.index is not null then 'rejected'
           when r.code = 'duplicate' then 'duplicate'
           when r.code is not null or f.index is not null then 'rejected'
           when a.index is not null then 'accepted'
           else 'duplicate'
         end,
-        'code', case when r.code <> 'duplicate' then r.code when f.index is not null then 'budget_exhausted' end
+        'code', case
+          when r.code <> 'duplicate' then r.code
+          when f.index is not null or t.index is not null then 'budget_exhausted'
+        end
       ) order by r.index)
       from rows as r
       left join accepted as a on a.index = r.index
       left join refused as f on f.index = r.index
+      -- A copy of an event a budget refused in this batch is refused with it.
+      left join (
+        select fr.id, fr.occurred_at, min(fr.index) as index from fresh as fr
+        where fr.index in (select refused.index from refused) group by fr.id, fr.occurred_at
+      ) as t on r.code = 'duplicate' and t.id = r.id and t.occurred_at = r.occurred_at
     ), '[]'),
     'debits', coalesce((select jsonb_agg(to_jsonb(d)) from debited as d), '[]')
   ) into v_done;
@@ -442,6 +466,11 @@ begin
       raise exception using errcode = 'LDNID', column = 'agent_id', message = 'an agent checks only its own budgets';
     end if;
     v_agent_id := v_context.principal_id;
+    if license_id is distinct from (
+      select a.license_id from lic.agents as a where a.account_id = v_account_id and a.id = v_agent_id
+    ) and license_id is not null then
+      raise exception using errcode = 'LDNID', column = 'license_id', message = 'an agent checks only its own budgets';
+    end if;
   end if;
   if v_agent_id is null and v_license_id is null then
     raise exception using errcode = 'LINVL', column = 'agent_id', message = 'give agent_id or license_id';
