@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/licensing.py
 	$(PY) bench/stripe.py
+	$(PY) bench/metering.py
 
 docs: $(STAMP)
 	psql -X -q "$(TEST_DATABASE_URL)" -c "drop database if exists licentric_docs with (force)" -c "create database licentric_docs"

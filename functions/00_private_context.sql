@@ -76,11 +76,16 @@ $$;
 comment on function private.current_context() is
 'The tenant context of the current transaction if private.set_context wrote it, else nulls.';
 
+-- A definer function because lic_reporting's tenant policy calls it: the
+-- reporting role may execute it (functions/99_privileges.sql) without USAGE on
+-- private or EXECUTE on the signature itself, and learns only its own account.
 create or replace function private.current_account_id()
 returns uuid
 language sql
 stable
 parallel safe
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
   select (private.current_context()).account_id;
 $$;

@@ -23,18 +23,6 @@ create or replace trigger metering_events__append_only
 before update or delete on lic.metering_events
 for each row execute function private.tg_metering_events__append_only();
 
-create or replace function private.budget_period_start(period text, at timestamptz)
-returns timestamptz
-language sql
-immutable
-parallel safe
-as $$
-  -- Calendar periods in UTC, whatever the session's TimeZone.
-  select pg_catalog.date_trunc(period, at, 'UTC');
-$$;
-comment on function private.budget_period_start(text, timestamptz) is
-'The start of the budget period (hour, day, month; UTC) that contains an instant.';
-
 create or replace function private.rfc3339(value text)
 returns timestamptz
 language sql

@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import Receive, Scope, Send
 
-from licentric import __version__
+from licentric import __version__, worker
 from licentric.db import Idempotency, TenantDb, open_pool
 from licentric.errors import ApiError, handle_exception
 from licentric.observability import configure_logging, request_id_middleware
@@ -25,6 +25,7 @@ from licentric.pagination import provide_page
 from licentric.routes.account import AccountController
 from licentric.routes.agents import AgentController
 from licentric.routes.api_keys import ApiKeyController
+from licentric.routes.budgets import BudgetController
 from licentric.routes.customers import CustomerController
 from licentric.routes.entitlements import EntitlementController
 from licentric.routes.events import EventController
@@ -32,6 +33,7 @@ from licentric.routes.health import healthz
 from licentric.routes.license_policies import LicensePolicyController
 from licentric.routes.licenses import EntitlementCheckController, LicenseController
 from licentric.routes.machines import LicenseMachineController, LicenseUserController, MachineController
+from licentric.routes.meters import MeterController
 from licentric.routes.stripe import (
     BillingPortalController,
     StripeConnectionController,
@@ -39,6 +41,7 @@ from licentric.routes.stripe import (
     StripeMappingController,
     StripeWebhookController,
 )
+from licentric.routes.usage import UsageController
 from licentric.routes.usage_events import BudgetCheckController, UsageEventController
 from licentric.settings import Settings
 
@@ -81,7 +84,8 @@ class LicentricPrometheusController(PrometheusController):
     include_in_schema = False
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, with_worker: bool = False) -> Litestar:
+    """The API; with_worker also runs `licentric worker`'s jobs in this process (`licentric up`)."""
     settings = settings or Settings.from_env()
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set")
@@ -114,6 +118,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EventController,
             UsageEventController,
             BudgetCheckController,
+            MeterController,
+            BudgetController,
+            UsageController,
             StripeConnectionController,
             StripeMappingController,
             StripeEventController,
@@ -122,7 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LicentricPrometheusController,
         ],
         dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},
-        lifespan=[database],
+        lifespan=[database, *([lambda _: worker.running(settings)] if with_worker else [])],
         state=State({"settings": settings}),
         middleware=[
             RateLimitConfig(

@@ -1,8 +1,9 @@
-"""The `licentric` command: migrate, serve, up, accounts."""
+"""The `licentric` command: migrate, serve, worker, up, accounts, usage import."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import json
@@ -17,6 +18,7 @@ import uvicorn
 from licentric import embedded
 from licentric.migrate import MigrationError, migrate
 from licentric.settings import ConfigurationError, Settings, parse_secret_key
+from licentric.usage_import import import_usage
 
 PLANS = ("free", "starter", "growth", "enterprise")
 
@@ -54,7 +56,7 @@ def _up(settings: Settings, database_url: str) -> None:
     print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
     print(f"secret key: {key}", flush=True)
     print(f'try: curl -H "Authorization: Bearer {key}" {base_url}/v1/account', flush=True)
-    _serve(replace(settings, database_url=database_url))
+    _serve(replace(settings, database_url=database_url), with_worker=True)
 
 
 def _migrate(database_url: str) -> None:
@@ -98,15 +100,31 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, with_worker: bool = False) -> None:
     from licentric.app import create_app
 
     # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like
     # Ctrl-C does, so exit handlers (the embedded server's stop) still run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+        create_app(settings, with_worker=with_worker),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
     )
+
+
+def _worker(settings: Settings) -> None:
+    from licentric import worker
+    from licentric.db import UnsafeRoleError
+    from licentric.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(worker.serve(settings))
+    except (psycopg.OperationalError, UnsafeRoleError) as exc:
+        raise SystemExit(f"worker: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,11 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("migrate", help="apply pending migrations (DATABASE_URL)")
     for name, text in (
         ("serve", "serve the HTTP API (DATABASE_URL)"),
-        ("up", "migrate and serve; starts an embedded PostgreSQL when DATABASE_URL is unset"),
+        ("up", "migrate, serve and run the worker; starts an embedded PostgreSQL when DATABASE_URL is unset"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--host", help="address to listen on (default 127.0.0.1, LICENTRIC_HOST)")
         command.add_argument("--port", type=int, help="port to listen on (default 8000, LICENTRIC_PORT)")
+    commands.add_parser("worker", help="run the background jobs until stopped (DATABASE_URL)")
     accounts = commands.add_parser("accounts", help="manage tenant accounts").add_subparsers(
         dest="accounts_command", required=True
     )
@@ -128,6 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     create.add_argument("name")
     create.add_argument("--plan", choices=PLANS, default="free")
+    usage = commands.add_parser("usage", help="usage metering").add_subparsers(
+        dest="usage_command", required=True
+    )
+    backfill = usage.add_parser(
+        "import",
+        help="record usage events from a file of JSON lines (- for stdin) for the account of "
+        "LICENTRIC_API_KEY; prints the totals and the rejected lines as JSON",
+    )
+    backfill.add_argument("file", type=argparse.FileType("r", encoding="utf-8"))
     args = parser.parse_args(argv)
 
     try:
@@ -143,8 +171,16 @@ def main(argv: list[str] | None = None) -> None:
         _migrate(_database_url(settings))
     elif args.command == "serve":
         _serve(replace(settings, database_url=_database_url(settings)))
+    elif args.command == "worker":
+        _worker(replace(settings, database_url=_database_url(settings)))
     elif args.command == "accounts":
         print(json.dumps(create_account(_database_url(settings), args.name, args.plan)))
+    elif args.command == "usage":
+        api_key = os.environ.get("LICENTRIC_API_KEY")
+        if not api_key:
+            raise SystemExit("LICENTRIC_API_KEY is not set: the secret key of the account to record for")
+        with args.file:
+            print(json.dumps(import_usage(_database_url(settings), api_key, args.file)))
     elif args.command == "up" and settings.database_url:
         _up(settings, settings.database_url)
     elif args.command == "up":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -20,6 +21,23 @@ def _int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ConfigurationError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    return seconds
+
+
+def _optional_int(name: str) -> int | None:
+    return _int(name, 0) if os.environ.get(name) else None
 
 
 def parse_secret_key(text: str) -> bytes:
@@ -62,6 +80,15 @@ class Settings:
     # Seconds a Stripe-Signature timestamp may lie in the past, and in the future.
     stripe_webhook_tolerance: int = 300
     stripe_webhook_max_future_skew: int = 300
+    # `licentric worker` (licentric/worker.py): seconds between runs of the license sweeps (expiry, payment
+    # grace) and of the metering partition upkeep; rows a sweep transaction handles at most.
+    worker_sweep_interval: float = 60
+    worker_partition_interval: float = 3600
+    worker_batch_size: int = 1000
+    # Monthly partitions of lic.metering_events made ahead of the current month; months of events kept
+    # (None: all; the hourly rollups are kept whatever this says).
+    metering_partitions_ahead: int = 3
+    metering_retention_months: int | None = None
 
     def __post_init__(self) -> None:
         # A tolerance of 0 (or less) would make the SDK skip the recency check:
@@ -75,6 +102,19 @@ class Settings:
             raise ConfigurationError("LICENTRIC_STRIPE_WEBHOOK_MAX_FUTURE_SKEW must be 0 or more seconds")
         if self.secret_key is not None and len(self.secret_key) != 32:
             raise ConfigurationError("the secret key must be 32 bytes")
+        if self.worker_sweep_interval <= 0 or self.worker_partition_interval <= 0:
+            raise ConfigurationError(
+                "LICENTRIC_WORKER_SWEEP_INTERVAL and LICENTRIC_WORKER_PARTITION_INTERVAL must be above 0"
+            )
+        if self.worker_batch_size < 1:
+            raise ConfigurationError("LICENTRIC_WORKER_BATCH_SIZE must be at least 1")
+        if not 0 <= self.metering_partitions_ahead <= 120:
+            raise ConfigurationError("LICENTRIC_METERING_PARTITIONS_AHEAD must be between 0 and 120 months")
+        # Ingest takes events up to 35 days old: two months always cover them.
+        if self.metering_retention_months is not None and not 2 <= self.metering_retention_months <= 1200:
+            raise ConfigurationError(
+                "LICENTRIC_METERING_RETENTION_MONTHS must be between 2 and 1200 months (unset: keep them all)"
+            )
 
     @property
     def base_url(self) -> str:
@@ -97,4 +137,9 @@ class Settings:
             stripe_api_base=os.environ.get("LICENTRIC_STRIPE_API_BASE") or None,
             stripe_webhook_tolerance=_int("LICENTRIC_STRIPE_WEBHOOK_TOLERANCE", 300),
             stripe_webhook_max_future_skew=_int("LICENTRIC_STRIPE_WEBHOOK_MAX_FUTURE_SKEW", 300),
+            worker_sweep_interval=_seconds("LICENTRIC_WORKER_SWEEP_INTERVAL", 60),
+            worker_partition_interval=_seconds("LICENTRIC_WORKER_PARTITION_INTERVAL", 3600),
+            worker_batch_size=_int("LICENTRIC_WORKER_BATCH_SIZE", 1000),
+            metering_partitions_ahead=_int("LICENTRIC_METERING_PARTITIONS_AHEAD", 3),
+            metering_retention_months=_optional_int("LICENTRIC_METERING_RETENTION_MONTHS"),
         )

@@ -315,7 +315,9 @@ select functions_are(
     'roll_api_key', 'save_idempotent_response', 'set_license_entitlement', 'stripe_billing_portal_target',
     'stripe_credentials', 'suspend_license',
     'transfer_machine', 'update_agent', 'update_customer', 'update_entitlement', 'update_license',
-    'update_license_policy', 'validate_license'
+    'update_license_policy', 'validate_license',
+    'archive_meter', 'create_budget', 'create_meter', 'delete_budget', 'get_budget', 'get_meter', 'list_budgets',
+    'list_meters', 'update_budget', 'update_meter', 'usage'
   ],
   'the api schema exposes exactly the documented functions'
 );
@@ -331,9 +333,19 @@ select is_empty(
   $$select fn::text from routines where schema = 'api' and proowner <> 'lic_definer'::regrole$$,
   'api functions are owned by lic_definer'
 );
+-- The one exception: metering partition upkeep is DDL on lic.metering_events,
+-- which only its owner may do (decision 29).
 select is_empty(
-  $$select fn::text from routines where schema = 'worker' and proowner <> 'lic_maint'::regrole$$,
-  'worker functions are owned by lic_maint'
+  $$
+    select fn::text from routines
+    where
+      schema = 'worker'
+      and proowner <> case
+        when name in ('ensure_metering_partitions', 'drop_metering_partitions') then 'lic_owner'::regrole
+        else 'lic_maint'::regrole
+      end
+  $$,
+  'worker functions are owned by lic_maint, the metering partition upkeep by lic_owner (the table''s owner)'
 );
 select is_empty(
   $$

@@ -4,7 +4,9 @@ command, so it is tested end to end, over real HTTP, stopped with Ctrl-C."""
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -33,6 +35,16 @@ def account_with(base_url: str, key: str) -> dict[str, object]:
     return response.json()
 
 
+def wait_for_this_months_partition(database_url: str, timeout: float = 15) -> None:
+    """`up` runs the worker, whose partition upkeep runs at start."""
+    name = f"metering_events_{datetime.now(UTC):%Y%m}"
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while conn.execute("select to_regclass(%s) is null", (f"lic.{name}",)).fetchone()[0]:
+            assert time.monotonic() < deadline, f"no lic.{name} within {timeout} s: is the worker running?"
+            time.sleep(0.1)
+
+
 def test_up_on_an_empty_database_prints_a_working_key_and_reuses_it(
     empty_database: Callable[[], str], tmp_path: Path
 ):
@@ -44,11 +56,13 @@ def test_up_on_an_empty_database_prints_a_working_key_and_reuses_it(
         assert f"Licentric is up at {base_url}" in first.stdout
         account = account_with(base_url, key)
         assert account["name"] == "Demo"
+        wait_for_this_months_partition(env["DATABASE_URL"])
         returncode = first.ctrl_c()
     finally:
         first.kill()
     assert returncode == 0, first.stderr
     assert "Traceback" not in first.stderr
+    assert '"message": "worker stopped"' in first.stderr
 
     second, base_url = start_up(env, tmp_path / "second")
     try:

@@ -4,6 +4,9 @@ api.ingest_events chunk by chunk; a re-run counts nothing twice."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -48,3 +51,34 @@ def test_a_file_is_recorded_in_chunks_and_a_rerun_counts_nothing_twice(account, 
             "select sum(quantity_sum) from lic.metering_rollups where account_id = %s", (account.id,)
         ).fetchone()[0]
     assert total == 2 * 2498
+
+
+def test_the_cli_imports_a_file_for_the_keys_account(account, database_url, tmp_path):
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "insert into lic.meters (account_id, code, name, aggregation)"
+            " values (%s, 'calls', 'Calls', 'count')",
+            (account.id,),
+        )
+    events = tmp_path / "usage.ndjson"
+    events.write_text(
+        "\n".join(json.dumps({"id": f"c{n}", "meter": "calls", "subject_key": "k"}) for n in range(3))
+    )
+    env = {**os.environ, "DATABASE_URL": database_url, "LICENTRIC_API_KEY": account.secret_key}
+    done = subprocess.run(
+        [sys.executable, "-m", "licentric.cli", "usage", "import", str(events)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(done.stdout) == {"accepted": 3, "duplicates": 0, "rejected": 0, "rejections": []}
+    missing = subprocess.run(
+        [sys.executable, "-m", "licentric.cli", "usage", "import", str(events)],
+        env={k: v for k, v in env.items() if k != "LICENTRIC_API_KEY"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode != 0 and "LICENTRIC_API_KEY" in missing.stderr

@@ -1,0 +1,236 @@
+"""`licentric worker` as a real subprocess against a freshly migrated database: it makes the metering
+partitions at start, runs the license sweeps, survives a failing job and stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from licentric.cli import create_account
+from licentric.migrate import migrate
+
+from license_helpers import make_policy, superuser
+from processes import Server, cli_env, run_cli
+
+# Short intervals, so a test sees several ticks in a second or two.
+FAST = {"LICENTRIC_WORKER_SWEEP_INTERVAL": "0.2", "LICENTRIC_WORKER_PARTITION_INTERVAL": "0.2"}
+
+
+@pytest.fixture(scope="module")
+def worker_database(empty_database: Callable[[], str]) -> str:
+    """A migrated database of the worker tests' own: the worker sweeps and partitions across tenants."""
+    url = empty_database()
+    migrate(url)
+    return url
+
+
+def start_worker(database_url: str, logs: Path, **env: str) -> Server:
+    return Server(["worker"], cli_env(DATABASE_URL=database_url, **{**FAST, **env}), logs)
+
+
+def wait_for(condition: Callable[[], bool], what: str, server: Server, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if server.process.poll() is not None:
+            raise AssertionError(f"the worker exited with {server.process.returncode}:\n{server.stderr}")
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s: {what}\n{server.stderr}")
+
+
+def log_entries(server: Server) -> list[dict[str, Any]]:
+    """The worker's JSON log lines."""
+    return [json.loads(line) for line in server.stderr.splitlines() if line.startswith("{")]
+
+
+def month_partition(at: datetime) -> str:
+    return f"metering_events_{at:%Y%m}"
+
+
+def partitions(database_url: str) -> set[str]:
+    rows = superuser(
+        database_url,
+        "select c.relname::text as name from pg_catalog.pg_inherits as i"
+        " join pg_catalog.pg_class as c on c.oid = i.inhrelid"
+        " where i.inhparent = 'lic.metering_events'::regclass",
+    )
+    return {row["name"] for row in rows}
+
+
+def seed_due_licenses(database_url: str) -> dict[str, str]:
+    """An active license whose expiry passed and a past_due one whose payment grace ended, in a new
+    account, written as the superuser; their ids by name."""
+    account_id = create_account(database_url, "Worker test", "free")["account_id"]
+    policy = make_policy(database_url, account_id, f"monthly-{account_id[:8]}")
+    rows = superuser(
+        database_url,
+        "insert into lic.licenses (account_id, key, policy_id, status, expires_at, grace_ends_at)"
+        " select %(account)s, private.new_license_key(), %(policy)s, s.status, s.expires_at, s.grace_ends_at"
+        " from (values ('active', now() - interval '1 hour', null::timestamptz),"
+        " ('past_due', now() + interval '20 days', now() - interval '1 minute'))"
+        " as s (status, expires_at, grace_ends_at)"
+        " returning id::text, status",
+        {"account": account_id, "policy": policy},
+    )
+    return {"lapsed" if row["status"] == "active" else "overdue": row["id"] for row in rows}
+
+
+def status(database_url: str, license_id: str) -> str:
+    return superuser(database_url, "select status from lic.licenses where id = %s", (license_id,))[0][
+        "status"
+    ]
+
+
+def event_types(database_url: str, license_id: str) -> list[str]:
+    rows = superuser(
+        database_url,
+        "select type from lic.events where object ->> 'id' = %s order by id",
+        (license_id,),
+    )
+    return [row["type"] for row in rows]
+
+
+def test_worker_makes_partitions_at_start_sweeps_due_licenses_and_exits_0_on_sigterm(
+    worker_database: str, tmp_path: Path
+):
+    licenses = seed_due_licenses(worker_database)
+    now = datetime.now(UTC)
+    worker = start_worker(worker_database, tmp_path, LICENTRIC_WORKER_SWEEP_INTERVAL="60")
+    try:
+        # All jobs run at start, whatever their interval.
+        wait_for(
+            lambda: month_partition(now) in partitions(worker_database), "this month's partition", worker
+        )
+        wait_for(lambda: status(worker_database, licenses["lapsed"]) == "expired", "the expiry sweep", worker)
+        wait_for(
+            lambda: status(worker_database, licenses["overdue"]) == "suspended", "the grace sweep", worker
+        )
+        stopped_at = time.monotonic()
+        returncode = worker.stop(signal.SIGTERM, timeout=10)
+    finally:
+        worker.kill()
+
+    assert returncode == 0, worker.stderr
+    assert time.monotonic() - stopped_at < 5
+    assert "Traceback" not in worker.stderr
+    # Three months ahead by default: this month and the next three.
+    assert len({name for name in partitions(worker_database) if name != "metering_events_default"}) >= 4
+    assert event_types(worker_database, licenses["lapsed"]) == ["license.expired"]
+    assert event_types(worker_database, licenses["overdue"]) == ["license.suspended"]
+    entries = log_entries(worker)
+    assert entries[0]["message"] == "worker started"
+    assert entries[0]["jobs"] == ["expire_licenses", "suspend_overdue_licenses", "ensure_metering_partitions"]
+    done = {entry["job"]: entry["done"] for entry in entries if "done" in entry}
+    assert done["expire_licenses"] >= 1 and done["suspend_overdue_licenses"] >= 1
+    assert entries[-1]["message"] == "worker stopped"
+
+
+def test_a_failing_job_is_logged_and_retried_while_the_worker_runs_on(worker_database: str, tmp_path: Path):
+    licenses = seed_due_licenses(worker_database)
+    revoke = "revoke execute on function worker.expire_licenses(timestamptz, integer) from lic_worker"
+    grant = "grant execute on function worker.expire_licenses(timestamptz, integer) to lic_worker"
+    superuser(worker_database, revoke)
+    try:
+        worker = start_worker(worker_database, tmp_path)
+        try:
+
+            def failures() -> list[dict[str, Any]]:
+                return [
+                    e
+                    for e in log_entries(worker)
+                    if e.get("job") == "expire_licenses" and e["level"] == "error"
+                ]
+
+            wait_for(lambda: len(failures()) >= 2, "the failing job logged twice", worker)
+            # The other jobs still run.
+            wait_for(
+                lambda: status(worker_database, licenses["overdue"]) == "suspended", "the grace sweep", worker
+            )
+            assert status(worker_database, licenses["lapsed"]) == "active"
+
+            superuser(worker_database, grant)
+            wait_for(
+                lambda: status(worker_database, licenses["lapsed"]) == "expired", "the job's next run", worker
+            )
+            returncode = worker.stop(signal.SIGTERM, timeout=10)
+        finally:
+            worker.kill()
+    finally:
+        superuser(worker_database, grant)
+
+    assert returncode == 0, worker.stderr
+    failure = failures()[0]
+    assert failure["sqlstate"] == "42501"
+    assert "permission denied" in failure["error"]
+    assert failure["logger"] == "licentric.worker"
+    assert "Traceback" not in worker.stderr
+
+
+def test_worker_drops_partitions_past_the_retention_and_exits_0_on_ctrl_c(
+    worker_database: str, tmp_path: Path
+):
+    # A partition of a month long gone, made by the upkeep function itself (as a worker would have then).
+    with psycopg.connect(worker_database) as conn:
+        conn.execute("set role lic_worker")
+        conn.execute(
+            "select worker.ensure_metering_partitions(months_ahead => 0, at => '2020-03-15 00:00:00+00')"
+        )
+    assert "metering_events_202003" in partitions(worker_database)
+
+    worker = start_worker(worker_database, tmp_path, LICENTRIC_METERING_RETENTION_MONTHS="6")
+    try:
+        wait_for(
+            lambda: "metering_events_202003" not in partitions(worker_database), "the retention drop", worker
+        )
+        returncode = worker.ctrl_c(timeout=10)
+    finally:
+        worker.kill()
+
+    assert returncode == 0, worker.stderr
+    assert month_partition(datetime.now(UTC)) in partitions(worker_database)
+    assert "metering_events_default" in partitions(worker_database)
+    assert "drop_metering_partitions" in log_entries(worker)[0]["jobs"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LICENTRIC_METERING_RETENTION_MONTHS", "1"),
+        ("LICENTRIC_WORKER_SWEEP_INTERVAL", "0"),
+        ("LICENTRIC_WORKER_PARTITION_INTERVAL", "soon"),
+        ("LICENTRIC_METERING_PARTITIONS_AHEAD", "121"),
+    ],
+)
+def test_worker_refuses_to_start_with_a_bad_setting(worker_database: str, name: str, value: str):
+    result = run_cli("worker", env=cli_env(DATABASE_URL=worker_database, **{name: value}), timeout=30)
+
+    assert result.returncode != 0
+    assert name in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_without_database_url_exits_naming_it():
+    result = run_cli("worker", env=cli_env(), timeout=30)
+
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_on_an_unreachable_server_exits_with_the_reason():
+    result = run_cli(
+        "worker", env=cli_env(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere"), timeout=30
+    )
+
+    assert result.returncode != 0
+    assert result.stderr.startswith("worker: ")
+    assert "Traceback" not in result.stderr
