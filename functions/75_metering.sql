@@ -274,7 +274,8 @@ begin
     on conflict do nothing;
   end if;
 
-  with rows as (
+  -- recursive: for the in-order walk over hard budgets (walk, below).
+  with recursive rows as (
     select * from private.ingest_rows(v_rows, false)
   ),
   fresh as (
@@ -308,16 +309,44 @@ begin
       on b.account_id = v_account_id and b.meter_id = f.meter_id and (b.agent_id = f.agent_id or b.license_id = f.license_id)
     inner join locked as k on k.budget_id = b.id and k.period_start = private.budget_period_start(b.period, f.occurred_at)
   ),
-  refused as (
-    -- A hard budget takes the batch's events in order while they fit.
-    select distinct s.index
+  -- Hard budgets take the batch's events in order, each if it fits in every
+  -- hard budget it falls under; a refused event takes no room. The events
+  -- under hard budgets are walked one by one (their order matters), with
+  -- what is left of each budget carried as a jsonb map.
+  hard as (
+    select coalesce(jsonb_agg(jsonb_build_object('index', h.index, 'quantity', h.quantity, 'keys', h.keys)
+      order by h.index), '[]') as events
     from (
-      select
-        a.index, a.hard, a."limit",
-        a.used + sum(a.quantity) over (partition by a.budget_id, a.period_start order by a.index) as running
+      select a.index, a.quantity, jsonb_agg(a.budget_id::text || a.period_start::text) as keys
       from applicable as a
-    ) as s
-    where s.hard and s.running > s."limit"
+      where a.hard
+      group by a.index, a.quantity
+    ) as h
+  ),
+  walk (n, index, fits, room) as (
+    select
+      0, null::integer, true,
+      coalesce((
+        select jsonb_object_agg(r.key, r.room) from (
+          select distinct a.budget_id::text || a.period_start::text as key, a."limit" - a.used as room
+          from applicable as a where a.hard
+        ) as r
+      ), '{}')
+    union all
+    select w.n + 1, (e.event ->> 'index')::integer, f.fits,
+      case when f.fits then w.room || f.spent else w.room end
+    from walk as w
+    cross join lateral (select (select hard.events from hard) -> w.n as event) as e
+    cross join lateral (
+      select
+        bool_and((w.room ->> k.key)::numeric >= (e.event ->> 'quantity')::numeric) as fits,
+        jsonb_object_agg(k.key, (w.room ->> k.key)::numeric - (e.event ->> 'quantity')::numeric) as spent
+      from jsonb_array_elements_text(e.event -> 'keys') as k (key)
+    ) as f
+    where e.event is not null
+  ),
+  refused as (
+    select w.index from walk as w where not w.fits
   ),
   inserted as (
     insert into lic.metering_events as m (

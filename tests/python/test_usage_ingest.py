@@ -278,7 +278,7 @@ async def test_hard_budget_of_500_takes_exactly_50_of_100_parallel_spends_of_10(
     assert (check.json()["allowed"], Decimal(str(check.json()["remaining"]))) == (False, 0)
 
 
-async def test_a_batch_partly_over_a_hard_budget_takes_what_fits_in_order(client, tenant, database_url):
+async def test_a_hard_budget_takes_a_batchs_events_in_order_each_if_it_fits(client, tenant, database_url):
     license_id = await a_license(client, tenant)
     meter_id = scalar(
         database_url,
@@ -286,13 +286,18 @@ async def test_a_batch_partly_over_a_hard_budget_takes_what_fits_in_order(client
         (tenant.id,),
     )
     make_budget(database_url, tenant.id, meter_id, license_id=license_id, limit=25)
-    batch = [{"id": f"p{n}", "meter": "tokens", "quantity": 10, "license_id": license_id} for n in range(4)]
+    batch = [
+        {"id": f"p{n}", "meter": "tokens", "quantity": quantity, "license_id": license_id}
+        for n, quantity in enumerate([10, 10, 10, 10, 5])
+    ]
     body = (await ingest(client, tenant.headers, batch)).json()
+    # Each in order, if it fits: the last 5 fits in what the refused ones left.
     assert [(d["status"], d["code"]) for d in body["data"]] == [
         ("accepted", None),
         ("accepted", None),
         ("rejected", "budget_exhausted"),
         ("rejected", "budget_exhausted"),
+        ("accepted", None),
     ]
     # An event of another subject is not held by this license's budget.
     other = [{"id": "free", "meter": "tokens", "quantity": 100, "subject_key": "someone"}]
