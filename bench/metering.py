@@ -5,6 +5,9 @@
 1. Raw floor: binary COPY (psycopg write_row) of the events into public.bench_events, a bare copy of
    lic.metering_events: the same columns, checks, primary key and monthly partitions (plus a DEFAULT), no
    rollups, no budgets, no triggers, no row level security. From 1 client, and from 2 each copying half.
+   Beside it, for scale, the least any function taking a batch as jsonb does: INSERT ... SELECT from
+   jsonb_to_recordset into the same bare table (typed columns, the meter found by code, the primary key
+   deduplicating), batches of 10,000 from 1 client; no checks, rollups, budgets or per-event answers.
 2. api.ingest_events as lic_app, one transaction per batch after api.authenticate (what a request does), the
    batch passed as one jsonb parameter; batches of 1,000 and of 10,000, from 1 client and from 2 taking
    batches in turn. The events are spread over 1,000 subjects (500 licenses, 500 subject keys) and 4 meters
@@ -231,6 +234,35 @@ def copy_floor(url: str, rows: list[tuple], clients: int) -> float:
                 cp.write_row(row)
 
     return len(rows) / in_threads(clients, work)
+
+
+# The least a function taking the batch as jsonb does: read the array into typed rows, find each meter,
+# insert with the primary key deduplicating. No checks, rollups, budgets or per-event answers.
+JSONB_FLOOR = """
+insert into public.bench_events (
+  account_id, id, meter_id, license_id, subject_key, quantity, occurred_at, properties
+)
+select m.account_id, r.id, m.id, r.license_id, r.subject_key, r.quantity, r.occurred_at, r.properties
+from jsonb_to_recordset(%(body)s::jsonb) as r (
+  id text, meter text, quantity numeric, occurred_at timestamptz, license_id uuid, subject_key text,
+  properties jsonb
+)
+inner join lic.meters as m on m.account_id = %(account)s and m.code = r.meter
+on conflict do nothing
+"""
+
+
+def jsonb_floor(url: str, account: str, bodies: list[str]) -> float:
+    """rows/s of JSONB_FLOOR, one transaction per batch, from 1 client (as superuser)."""
+    total = sum(body.count('"id": ') for body in bodies)
+
+    def work(client: int) -> None:
+        with psycopg.connect(url) as conn:
+            for body in bodies:
+                with conn.transaction():
+                    conn.execute(JSONB_FLOOR, {"body": body, "account": account}, prepare=True)
+
+    return total / in_threads(1, work)
 
 
 def ingest(url: str, secret: str, bodies: list[str], clients: int) -> float:
@@ -521,6 +553,11 @@ def main() -> int:
             label = "raw binary COPY into bare partitioned copy"
             print(f"{label:46} {clients:7} {floors[clients]:9,.0f} {1:6.2f}")
         del rows
+        events, _ = make_events(EVENTS, meters, people, account, timedelta(days=1), rng)
+        floors[0] = jsonb_floor(url, account, batches(events, 10000))
+        label = "jsonb batches of 10,000: INSERT ... SELECT"
+        note = "(no checks, rollups, budgets)"
+        print(f"{label:46} {1:7} {floors[0]:9,.0f} {floors[0] / floors[1]:6.2f}  {note}")
         for clients in (1, 2):
             for size in (1000, 10000):
                 events, _ = make_events(EVENTS, meters, people, account, timedelta(days=1), rng)

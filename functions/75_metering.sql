@@ -132,31 +132,23 @@ $$;
 comment on function private.event_budgets(uuid, uuid, uuid, uuid) is
 'The budgets an event of this meter and subject is debited from: its agent''s and its license''s.';
 
-create or replace function private.ingest_rows(parsed jsonb, valid_only boolean)
-returns table (
-  index integer, id text, meter_id uuid, agent_id uuid, license_id uuid, subject_key text, quantity numeric,
-  occurred_at timestamptz, properties jsonb, unique_value text, code text
-)
+create or replace function private.ingest_rows(batch private.ingest_event[], valid_only boolean)
+returns setof private.ingest_event
 language plpgsql
 immutable
 rows 1000
 as $$
 begin
   -- PL/pgSQL so it is not inlined: the planner then takes ROWS 1000, not
-  -- jsonb_to_recordset's 100, and joins a batch's events by hash, not by
-  -- nested loops that grow with the square of the batch.
+  -- unnest's guess, and joins a batch's events by hash, not by nested loops
+  -- that grow with the square of the batch.
   -- valid_only filters here, out of the planner's sight: a filter on code
   -- outside would be estimated to keep 0.5 % of the rows.
-  return query
-  select * from jsonb_to_recordset(parsed) as r (
-    index integer, id text, meter_id uuid, agent_id uuid, license_id uuid, subject_key text, quantity numeric,
-    occurred_at timestamptz, properties jsonb, unique_value text, code text
-  )
-  where not valid_only or r.code is null;
+  return query select * from unnest(batch) as r where not valid_only or r.code is null;
 end;
 $$;
-comment on function private.ingest_rows(jsonb, boolean) is
-'The parsed events of a batch, as rows (valid_only: those that passed every check).';
+comment on function private.ingest_rows(private.ingest_event[], boolean) is
+'The checked events of a batch, as rows (valid_only: those that passed every check).';
 
 create or replace function api.ingest_events(events jsonb)
 returns jsonb
@@ -172,9 +164,8 @@ declare
   v_self uuid := case when v_context.kind = 'agent' then v_context.principal_id end;
   v_now timestamptz := now();
   v_nil constant uuid := '00000000-0000-0000-0000-000000000000';
-  v_rows jsonb;
-  v_done jsonb;
-  v_counts record;
+  v_batch private.ingest_event[];
+  v_done record;
 begin
   if jsonb_typeof(events) is distinct from 'array' then
     raise exception using errcode = 'LINVL', column = 'events', message = 'events must be an array';
@@ -184,16 +175,12 @@ begin
   end if;
 
   -- Parse and check every event; the first failing check names its code.
-  select coalesce(jsonb_agg(jsonb_build_object(
-    'index', c.index, 'id', c.id, 'meter_id', c.meter_id, 'agent_id', c.agent_id, 'license_id', c.license_id,
-    'subject_key', c.subject_key, 'quantity', c.quantity, 'occurred_at', c.occurred_at, 'properties', c.properties,
-    'unique_value', c.unique_value,
+  select array_agg(row(
+    c.index, c.id, c.meter_id, c.agent_id, c.license_id, c.subject_key, c.quantity, c.occurred_at, c.properties,
+    c.unique_value,
     -- A second copy of a valid event in the batch is its duplicate.
-    'code', case
-      when c.code is null and c.copy > 1 then 'duplicate'
-      else c.code
-    end
-  ) order by c.index), '[]') into v_rows
+    case when c.code is null and c.copy > 1 then 'duplicate' else c.code end
+  )::private.ingest_event order by c.index) into v_batch
   from (
     select c0.*, row_number() over (partition by c0.id, c0.occurred_at, c0.code is null order by c0.index) as copy
     from (
@@ -259,6 +246,10 @@ begin
         -- The license an agent works for, when the event names none.
         left join lic.agents as own
           on own.account_id = v_account_id and own.id = coalesce(a.id, case when i.e ->> 'agent_id' is null then v_self end)
+        -- A fence: without it the planner pulls this subquery up and copies
+        -- each parsed column into every expression that reads it, so each
+        -- instant was parsed five times.
+        offset 0
       ) as p
     ) as c0
   ) as c;
@@ -268,7 +259,7 @@ begin
   if exists (select from lic.budgets as b where b.account_id = v_account_id) then
     insert into lic.budget_usage (account_id, budget_id, period_start)
     select distinct v_account_id, b.id, private.budget_period_start(b.period, r.occurred_at)
-    from private.ingest_rows(v_rows, true) as r
+    from private.ingest_rows(v_batch, true) as r
     cross join lateral private.event_budgets(v_account_id, r.meter_id, r.agent_id, r.license_id) as b
     order by 2, 3
     on conflict do nothing;
@@ -276,62 +267,74 @@ begin
 
   -- recursive: for the in-order walk over hard budgets (walk, below).
   with recursive rows as (
-    select * from private.ingest_rows(v_rows, false)
+    select * from private.ingest_rows(v_batch, false)
   ),
   fresh as (
     -- Events already stored (committed before this statement) are duplicates.
-    select r.* from private.ingest_rows(v_rows, true) as r
+    -- One primary-key probe per event (offset 0 keeps it a subplan): as a
+    -- hash anti join it would read every stored event of the account.
+    select r.* from private.ingest_rows(v_batch, true) as r
     where
       not exists (
         select from lic.metering_events as m
         where m.account_id = v_account_id and m.id = r.id and m.occurred_at = r.occurred_at
+        offset 0
       )
   ),
-  wanted as (
-    select distinct b.id as budget_id, private.budget_period_start(b.period, f.occurred_at) as period_start
+  charged as (
+    -- Each new event's budgets: two hash joins on equalities (its license's
+    -- budgets, its agent's), not one join with an OR tried for every pair.
+    select f.index, f.quantity, b.id as budget_id, private.budget_period_start(b.period, f.occurred_at) as period_start,
+      b."limit", b.hard
     from fresh as f
-    inner join lic.budgets as b
-      on b.account_id = v_account_id and b.meter_id = f.meter_id and (b.agent_id = f.agent_id or b.license_id = f.license_id)
+    inner join lic.budgets as b on b.account_id = v_account_id and b.meter_id = f.meter_id and b.license_id = f.license_id
+    union all
+    select f.index, f.quantity, b.id, private.budget_period_start(b.period, f.occurred_at), b."limit", b.hard
+    from fresh as f
+    inner join lic.budgets as b on b.account_id = v_account_id and b.meter_id = f.meter_id and b.agent_id = f.agent_id
   ),
   locked as (
     -- In key order, so concurrent batches queue instead of deadlocking; a
     -- row a concurrent batch debited is read as that batch committed it.
-    select u.budget_id, u.period_start, u.used
+    select u.budget_id, u.period_start, u.used, b."limit", b.hard
     from lic.budget_usage as u
-    where u.account_id = v_account_id and (u.budget_id, u.period_start) in (select * from wanted)
+    inner join lic.budgets as b on b.account_id = u.account_id and b.id = u.budget_id
+    where u.account_id = v_account_id and (u.budget_id, u.period_start) in (select c.budget_id, c.period_start from charged as c)
     order by u.budget_id, u.period_start
-    for update
-  ),
-  applicable as (
-    select f.index, f.quantity, b.id as budget_id, k.period_start, k.used, b."limit", b.hard
-    from fresh as f
-    inner join lic.budgets as b
-      on b.account_id = v_account_id and b.meter_id = f.meter_id and (b.agent_id = f.agent_id or b.license_id = f.license_id)
-    inner join locked as k on k.budget_id = b.id and k.period_start = private.budget_period_start(b.period, f.occurred_at)
+    for update of u
   ),
   -- Hard budgets take the batch's events in order, each if it fits in every
-  -- hard budget it falls under; a refused event takes no room. The events
-  -- under hard budgets are walked one by one (their order matters), with
-  -- what is left of each budget carried as a jsonb map.
+  -- hard budget it falls under; a refused event takes no room. What is left
+  -- of each hard budget is a jsonb map (budget and period -> room), so no
+  -- step joins two of these CTEs (the planner cannot size them). When the
+  -- whole batch fits in every hard budget (the usual case) nothing is
+  -- refused and no walk is needed; otherwise the events under hard budgets
+  -- are walked one by one, in batch order.
+  room as (
+    select coalesce(jsonb_object_agg(k.budget_id::text || k.period_start::text, k."limit" - k.used), '{}') as left
+    from locked as k
+    where k.hard
+  ),
+  overflowing as (
+    select exists (
+      select from charged as c where c.hard
+      group by c.budget_id, c.period_start
+      having sum(c.quantity) > ((select room.left from room) ->> (c.budget_id::text || c.period_start::text))::numeric
+    ) as yes
+  ),
   hard as (
     select coalesce(jsonb_agg(jsonb_build_object('index', h.index, 'quantity', h.quantity, 'keys', h.keys)
       order by h.index), '[]') as events
     from (
-      select a.index, a.quantity, jsonb_agg(a.budget_id::text || a.period_start::text) as keys
-      from applicable as a
-      where a.hard
-      group by a.index, a.quantity
+      select c.index, c.quantity, jsonb_agg(c.budget_id::text || c.period_start::text) as keys
+      from charged as c
+      where c.hard
+      group by c.index, c.quantity
     ) as h
   ),
   walk (n, index, fits, room) as (
-    select
-      0, null::integer, true,
-      coalesce((
-        select jsonb_object_agg(r.key, r.room) from (
-          select distinct a.budget_id::text || a.period_start::text as key, a."limit" - a.used as room
-          from applicable as a where a.hard
-        ) as r
-      ), '{}')
+    select 0, null::integer, true, room.left from room
+    where (select o.yes from overflowing as o)
     union all
     select w.n + 1, (e.event ->> 'index')::integer, f.fits,
       case when f.fits then w.room || f.spent else w.room end
@@ -398,61 +401,56 @@ begin
     update lic.budget_usage as u
     set used = u.used + d.amount
     from (
-      -- From what was inserted: each event's budgets by index lookups (the
-      -- planner sees a handful of inserted rows, and a join with another
-      -- CTE would be a nested loop over both).
-      select b.id as budget_id, private.budget_period_start(b.period, a.occurred_at) as period_start,
-        sum(a.quantity) as amount
-      from accepted as a
-      cross join lateral private.event_budgets(v_account_id, a.meter_id, a.agent_id, a.license_id) as b
+      select c.budget_id, c.period_start, sum(c.quantity) as amount
+      from charged as c
+      where c.index in (select a.index from accepted as a)
       group by 1, 2
     ) as d
     where u.account_id = v_account_id and u.budget_id = d.budget_id and u.period_start = d.period_start
     returning u.budget_id, u.period_start, u.used - d.amount as used_before, u.used
+  ),
+  answered as (
+    select
+      r.index, r.id,
+      case
+        when r.code = 'duplicate' and t.index is not null then 'rejected'
+        when r.code = 'duplicate' then 'duplicate'
+        when r.code is not null or f.index is not null then 'rejected'
+        when a.index is not null then 'accepted'
+        else 'duplicate'
+      end as status,
+      case
+        when r.code <> 'duplicate' then r.code
+        when f.index is not null or t.index is not null then 'budget_exhausted'
+      end as code
+    from rows as r
+    left join accepted as a on a.index = r.index
+    left join refused as f on f.index = r.index
+    -- A copy of an event a budget refused in this batch is refused with it.
+    left join (
+      select fr.id, fr.occurred_at, min(fr.index) as index from fresh as fr
+      where fr.index in (select refused.index from refused) group by fr.id, fr.occurred_at
+    ) as t on r.code = 'duplicate' and t.id = r.id and t.occurred_at = r.occurred_at
   )
-  select jsonb_build_object(
-    'data', coalesce((
-      select jsonb_agg(jsonb_build_object(
-        'index', r.index, 'id', r.id,
-        'status', case
-          when r.code = 'duplicate' and t.index is not null then 'rejected'
-          when r.code = 'duplicate' then 'duplicate'
-          when r.code is not null or f.index is not null then 'rejected'
-          when a.index is not null then 'accepted'
-          else 'duplicate'
-        end,
-        'code', case
-          when r.code <> 'duplicate' then r.code
-          when f.index is not null or t.index is not null then 'budget_exhausted'
-        end
-      ) order by r.index)
-      from rows as r
-      left join accepted as a on a.index = r.index
-      left join refused as f on f.index = r.index
-      -- A copy of an event a budget refused in this batch is refused with it.
-      left join (
-        select fr.id, fr.occurred_at, min(fr.index) as index from fresh as fr
-        where fr.index in (select refused.index from refused) group by fr.id, fr.occurred_at
-      ) as t on r.code = 'duplicate' and t.id = r.id and t.occurred_at = r.occurred_at
-    ), '[]'),
-    'debits', coalesce((select jsonb_agg(to_jsonb(d)) from debited as d), '[]')
-  ) into v_done;
-
-  perform private.budget_events(v_account_id, v_done -> 'debits');
   select
-    count(*) filter (where d ->> 'status' = 'accepted') as accepted,
-    count(*) filter (where d ->> 'status' = 'duplicate') as duplicates,
-    count(*) filter (where d ->> 'status' = 'rejected') as rejected,
-    count(*) filter (where d ->> 'code' = 'budget_exhausted') as exhausted
-  into v_counts
-  from jsonb_array_elements(v_done -> 'data') as d;
-  if v_counts.exhausted > 0 and v_counts.exhausted = v_counts.rejected and v_counts.accepted + v_counts.duplicates = 0 then
+    coalesce(jsonb_agg(jsonb_build_object('index', a.index, 'id', a.id, 'status', a.status, 'code', a.code)
+      order by a.index), '[]') as data,
+    count(*) filter (where a.status = 'accepted') as accepted,
+    count(*) filter (where a.status = 'duplicate') as duplicates,
+    count(*) filter (where a.status = 'rejected') as rejected,
+    count(*) filter (where a.code = 'budget_exhausted') as exhausted,
+    (select coalesce(jsonb_agg(to_jsonb(d)), '[]') from debited as d) as debits
+  into v_done
+  from answered as a;
+
+  perform private.budget_events(v_account_id, v_done.debits);
+  if v_done.exhausted > 0 and v_done.exhausted = v_done.rejected and v_done.accepted + v_done.duplicates = 0 then
     raise exception using errcode = 'LBUDG', column = 'events',
       message = 'a hard budget is exhausted: no event of this batch fits in what is left';
   end if;
   return jsonb_build_object(
-    'object', 'usage_ingest', 'accepted', v_counts.accepted, 'duplicates', v_counts.duplicates,
-    'rejected', v_counts.rejected, 'data', v_done -> 'data'
+    'object', 'usage_ingest', 'accepted', v_done.accepted, 'duplicates', v_done.duplicates,
+    'rejected', v_done.rejected, 'data', v_done.data
   );
 end;
 $$;
