@@ -27,6 +27,58 @@ $$;
 comment on function private.create_account(text, text) is
 'Create a tenant account and its first secret key. Operator only. Errors: LINVL (422).';
 
+create or replace function private.set_account_status(account_id uuid, status text, reason text default null)
+returns text
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_before text;
+begin
+  if set_account_status.status is null or set_account_status.status not in ('active', 'suspended') then
+    raise exception using errcode = 'LINVL', column = 'status', message = 'status must be active or suspended';
+  end if;
+  if set_account_status.status = 'active' and reason is not null then
+    raise exception using errcode = 'LINVL', column = 'reason', message = 'only a suspension takes a reason';
+  end if;
+  -- Its own context, as private.create_account does: RLS checks the update.
+  perform private.set_context(set_account_status.account_id, 'secret');
+  select a.status into v_before from lic.accounts as a where a.account_id = set_account_status.account_id for update;
+  if not found then
+    raise exception using errcode = 'LNTFD', column = 'account_id', message = 'account not found';
+  end if;
+  update lic.accounts as a
+  set
+    status = set_account_status.status,
+    status_reason = set_account_status.reason,
+    status_changed_at = case when v_before = set_account_status.status then a.status_changed_at else now() end,
+    updated_at = now()
+  where a.account_id = set_account_status.account_id;
+  return v_before;
+end;
+$$;
+comment on function private.set_account_status(uuid, text, text) is
+'Suspend (with an optional reason) or reactivate a tenant account; answers its status before. A suspended account '
+'records no usage. Operator only. Errors: LINVL (422), LNTFD (404).';
+
+create or replace function private.require_active_account(account_id uuid)
+returns void
+language plpgsql
+stable
+as $$
+begin
+  if exists (
+    select from lic.accounts as a where a.account_id = require_active_account.account_id and a.status <> 'active'
+  ) then
+    raise exception using errcode = 'LACCT', message = 'this account is suspended: it cannot record usage';
+  end if;
+end;
+$$;
+comment on function private.require_active_account(uuid) is
+'Raise LACCT when the account is not active (suspended by the operator).';
+
 create or replace function api.get_account()
 returns api.account
 language plpgsql
@@ -56,7 +108,9 @@ begin
         where k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
       )
     ),
-    a.created_at
+    a.created_at,
+    a.status,
+    a.status_reason
   into v_account
   from lic.accounts as a
   join lic.tenant_plans as p on p.code = a.plan
@@ -65,4 +119,5 @@ begin
 end;
 $$;
 comment on function api.get_account() is
-'The current account: plan, its limits (null = unlimited) and current usage counts.';
+'The current account: plan, its limits (null = unlimited), current usage counts, and its status (active, or '
+'suspended by the operator, with a reason).';

@@ -114,7 +114,9 @@ comment on function private.budget_events(uuid, jsonb) is
 'After budgets were debited ([{budget_id, period_start, used_before, used}]): emit budget.threshold_reached for '
 'each threshold crossed (once per period) and budget.exceeded when a soft budget passes its limit (once).';
 
-create or replace function private.event_budgets(account_id uuid, meter_id uuid, agent_id uuid, license_id uuid)
+create or replace function private.event_budgets(
+  account_id uuid, meter_id uuid, agent_id uuid, license_id uuid, subject_key text
+)
 returns table (id uuid, period text)
 language sql
 stable
@@ -124,13 +126,15 @@ as $$
   select b.id, b.period from lic.budgets as b
   where b.account_id = event_budgets.account_id and b.license_id = event_budgets.license_id
     and b.meter_id = event_budgets.meter_id
+    and (not b.own_events_only or event_budgets.agent_id is null and event_budgets.subject_key is null)
   union all
   select b.id, b.period from lic.budgets as b
   where b.account_id = event_budgets.account_id and b.agent_id = event_budgets.agent_id
     and b.meter_id = event_budgets.meter_id;
 $$;
-comment on function private.event_budgets(uuid, uuid, uuid, uuid) is
-'The budgets an event of this meter and subject is debited from: its agent''s and its license''s.';
+comment on function private.event_budgets(uuid, uuid, uuid, uuid, text) is
+'The budgets an event of this meter and subject is debited from: its agent''s, and its license''s that count all '
+'the license''s subjects or (with no agent and no subject key) the license''s own events.';
 
 create or replace function private.ingest_rows(batch private.ingest_event[], valid_only boolean)
 returns setof private.ingest_event
@@ -167,6 +171,7 @@ declare
   v_batch private.ingest_event[];
   v_done record;
 begin
+  perform private.require_active_account(v_account_id);
   if jsonb_typeof(events) is distinct from 'array' then
     raise exception using errcode = 'LINVL', column = 'events', message = 'events must be an array';
   end if;
@@ -260,7 +265,7 @@ begin
     insert into lic.budget_usage (account_id, budget_id, period_start)
     select distinct v_account_id, b.id, private.budget_period_start(b.period, r.occurred_at)
     from private.ingest_rows(v_batch, true) as r
-    cross join lateral private.event_budgets(v_account_id, r.meter_id, r.agent_id, r.license_id) as b
+    cross join lateral private.event_budgets(v_account_id, r.meter_id, r.agent_id, r.license_id, r.subject_key) as b
     order by 2, 3
     on conflict do nothing;
   end if;
@@ -288,6 +293,7 @@ begin
       b."limit", b.hard
     from fresh as f
     inner join lic.budgets as b on b.account_id = v_account_id and b.meter_id = f.meter_id and b.license_id = f.license_id
+    where not b.own_events_only or f.agent_id is null and f.subject_key is null
     union all
     select f.index, f.quantity, b.id, private.budget_period_start(b.period, f.occurred_at), b."limit", b.hard
     from fresh as f
@@ -465,7 +471,7 @@ comment on function api.ingest_events(jsonb) is
 'invalid_id, unknown_meter, meter_archived, invalid_quantity, invalid_timestamp, too_old, in_future, '
 'invalid_properties, properties_too_large, unknown_agent, forbidden_subject, unknown_license, invalid_subject_key, '
 'missing_subject, budget_exhausted. Errors: LINVL (422) not an array or too many, LBUDG (402) every event '
-'refused by a hard budget.';
+'refused by a hard budget, LACCT (403) the account is suspended.';
 
 create or replace function api.check_budget(
   meter_id uuid default null,
@@ -540,7 +546,7 @@ begin
     on u.account_id = b.account_id and u.budget_id = b.id and u.period_start = s.period_start
   where
     b.account_id = v_account_id and b.meter_id = v_meter.id
-    and (b.agent_id = v_agent_id or b.license_id = v_license_id);
+    and (b.agent_id = v_agent_id or b.license_id = v_license_id and (not b.own_events_only or v_agent_id is null));
   return jsonb_build_object(
     'object', 'budget_check', 'allowed', v_remaining is null or v_remaining >= amount,
     'remaining', v_remaining, 'meter', v_meter.code, 'budgets', v_budgets

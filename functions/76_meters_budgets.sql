@@ -391,7 +391,7 @@ begin
   return row(
     b.id, b.meter_id, v_code, b.agent_id, b.license_id, b.period, b."limit", b.hard, b.thresholds, v_used,
     greatest(b."limit" - v_used, 0), v_start, private.budget_period_end(b.period, at), b.metadata, b.created_at,
-    b.updated_at
+    b.updated_at, case when b.license_id is not null and not b.own_events_only then 'all_subjects' else 'subject' end
   )::api.budget;
 end;
 $$;
@@ -488,7 +488,8 @@ create or replace function api.create_budget(
   license_id uuid default null,
   hard boolean default true,
   thresholds integer[] default '{}',
-  metadata jsonb default '{}'
+  metadata jsonb default '{}',
+  scope text default null
 )
 returns api.budget
 language plpgsql
@@ -514,6 +515,12 @@ begin
   v_budget.thresholds := coalesce(thresholds, '{}');
   v_budget.metadata := coalesce(metadata, '{}');
   v_budget.thresholds := private.check_budget_fields(v_budget);
+  if scope not in ('subject', 'all_subjects') or scope = 'all_subjects' and license_id is null then
+    raise exception using errcode = 'LINVL', column = 'scope',
+      message = 'scope must be subject or all_subjects (all_subjects only for a license''s budget)';
+  end if;
+  -- A license's budget counts all its subjects unless told otherwise.
+  v_budget.own_events_only := license_id is not null and coalesce(scope = 'subject', false);
   v_meter := private.find_meter(meter_id, meter_code);
   if v_meter.archived_at is not null then
     raise exception using errcode = 'LSTAT', column = case when meter_id is null then 'meter_code' else 'meter_id' end,
@@ -530,11 +537,11 @@ begin
     raise exception using errcode = 'LNTFD', column = 'license_id', message = 'license not found';
   end if;
   insert into lic.budgets as b (
-    account_id, meter_id, agent_id, license_id, period, "limit", hard, thresholds, metadata
+    account_id, meter_id, agent_id, license_id, period, "limit", hard, thresholds, metadata, own_events_only
   )
   values (
     v_account_id, v_meter.id, create_budget.agent_id, create_budget.license_id, v_budget.period, v_budget."limit",
-    v_budget.hard, v_budget.thresholds, v_budget.metadata
+    v_budget.hard, v_budget.thresholds, v_budget.metadata, v_budget.own_events_only
   )
   returning b.* into v_budget;
   v_view := private.budget_view(v_budget);
@@ -542,10 +549,12 @@ begin
   return v_view;
 end;
 $$;
-comment on function api.create_budget(text, numeric, uuid, text, uuid, uuid, boolean, integer[], jsonb) is
+comment on function api.create_budget(text, numeric, uuid, text, uuid, uuid, boolean, integer[], jsonb, text) is
 'Create a budget: a limit on one meter (meter_id or meter_code) for one agent or one license (agent_id or '
-'license_id; a license''s budget counts every event of the license) per calendar period in UTC (hour, day, '
-'month). hard (default) refuses events that would pass the limit, soft accepts them and emits budget.exceeded; '
+'license_id) per calendar period in UTC (hour, day, month). scope: what it counts; an agent''s budget its own '
+'events (subject); a license''s budget every event of the license, its agents'' and subject keys'' included '
+'(all_subjects, the default), or only the license''s own events, those with no agent and no subject key '
+'(subject). hard (default) refuses events that would pass the limit, soft accepts them and emits budget.exceeded; '
 'thresholds are distinct percentages of the limit (1-1000, at most 10, stored sorted) that emit '
 'budget.threshold_reached once per period. The answer carries the current period''s use. Emits budget.created. '
 'Errors: LINVL (422), LNTFD (404) meter or subject, LSTAT (409) archived meter.';

@@ -1,4 +1,5 @@
-"""The `licentric` command: migrate, serve, worker, up, accounts, usage import."""
+"""The `licentric` command: migrate, serve, worker, up, accounts (create, suspend, reactivate), usage
+import."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from uuid import UUID
 
 import psycopg
 import uvicorn
@@ -82,6 +84,19 @@ def create_account(database_url: str, name: str, plan: str) -> dict[str, str]:
     return {"account_id": str(account_id), "secret_key": secret_key}
 
 
+def set_account_status(database_url: str, account_id: str, status: str, reason: str | None) -> dict[str, str]:
+    """An operator action, as create_account is: suspend or reactivate a tenant account."""
+    with psycopg.connect(database_url) as conn:
+        try:
+            before = conn.execute(
+                "select private.set_account_status(account_id => %s, status => %s, reason => %s)",
+                (account_id, status, reason),
+            ).fetchone()[0]
+        except psycopg.Error as exc:
+            raise SystemExit(f"accounts: {exc.diag.message_primary or exc}") from exc
+    return {"account_id": account_id, "status": status, "previous_status": before}
+
+
 def _demo_key(database_url: str) -> str:
     """Seed a demo account the first time `up` sees an empty database; its key is kept in the
     user's data directory (per database) so every later `up` can print it again."""
@@ -147,6 +162,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     create.add_argument("name")
     create.add_argument("--plan", choices=PLANS, default="free")
+    suspend = accounts.add_parser(
+        "suspend", help="suspend an account: it keeps reading and validating but records no usage"
+    )
+    suspend.add_argument("account_id", type=UUID)
+    suspend.add_argument("--reason", help="why, shown to the account (GET /v1/account)")
+    reactivate = accounts.add_parser("reactivate", help="make a suspended account active again")
+    reactivate.add_argument("account_id", type=UUID)
     usage = commands.add_parser("usage", help="usage metering").add_subparsers(
         dest="usage_command", required=True
     )
@@ -173,8 +195,12 @@ def main(argv: list[str] | None = None) -> None:
         _serve(replace(settings, database_url=_database_url(settings)))
     elif args.command == "worker":
         _worker(replace(settings, database_url=_database_url(settings)))
-    elif args.command == "accounts":
+    elif args.command == "accounts" and args.accounts_command == "create":
         print(json.dumps(create_account(_database_url(settings), args.name, args.plan)))
+    elif args.command == "accounts":
+        status = "suspended" if args.accounts_command == "suspend" else "active"
+        reason = getattr(args, "reason", None)
+        print(json.dumps(set_account_status(_database_url(settings), str(args.account_id), status, reason)))
     elif args.command == "usage":
         api_key = os.environ.get("LICENTRIC_API_KEY")
         if not api_key:

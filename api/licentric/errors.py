@@ -38,6 +38,7 @@ REGISTRY: dict[str, ErrorKind] = {
     "LPLAN": ErrorKind(402, "invalid_request_error", "plan_limit_reached"),
     "LBUDG": ErrorKind(402, "invalid_request_error", "budget_exhausted"),
     "LRATE": ErrorKind(429, "rate_limit_error", "rate_limited"),
+    "LACCT": ErrorKind(403, "permission_error", "account_inactive"),
     # Raised by the Python layer only (routes/stripe.py, stripe_api.py).
     "LSIGN": ErrorKind(400, "invalid_request_error", "signature_invalid"),
     "LPAYL": ErrorKind(400, "invalid_request_error", "payload_invalid"),

@@ -4,7 +4,7 @@
 -- as null, what an agent token reaches, two tenants, and the reporting view
 -- for lic_reporting.
 begin;
-select plan(152);
+select plan(155);
 
 select from tests.create_account('A');
 select from tests.create_account('B');
@@ -249,6 +249,29 @@ select tests.remember(
 select tests.remember(
   'other budget',
   (api.create_budget('hour', 0, meter_code => 'calls', agent_id => tests.id('other'))).id
+);
+select tests.remember(
+  'own events budget',
+  (api.create_budget('day', 5, meter_code => 'calls', license_id => tests.id('L'), scope => 'subject')).id
+);
+select is(
+  array[
+    (api.get_budget(budget_id => tests.id('bot budget'))).scope,
+    (api.get_budget(budget_id => tests.id('license budget'))).scope,
+    (api.delete_budget(budget_id => tests.id('own events budget'))).scope
+  ],
+  array['subject', 'all_subjects', 'subject'],
+  'an agent''s budget counts its own events; a license''s counts all its subjects unless scope is subject'
+);
+select throws_ok(
+  $$select api.create_budget('day', 5, meter_code => 'calls', agent_id => tests.id('other'), scope => 'all_subjects')$$,
+  'LINVL', null,
+  'all_subjects is only for a license''s budget'
+);
+select throws_ok(
+  $$select api.create_budget('day', 5, meter_code => 'calls', license_id => tests.id('L'), scope => 'everyone')$$,
+  'LINVL', null,
+  'an unknown scope raises LINVL'
 );
 select is(
   (

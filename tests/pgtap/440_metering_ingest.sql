@@ -7,7 +7,7 @@
 -- isolation. tests/python/test_usage_ingest.py covers the HTTP side and the
 -- concurrent senders. Meters and budgets are written as the superuser.
 begin;
-select plan(88);
+select plan(100);
 \ir licensing_fixtures.sql
 
 -- An instant so many minutes past a whole UTC hour three hours ago (where
@@ -713,6 +713,22 @@ select is(
 select is(
   (api.validate_license(:'l4_key')).code, 'VALID', 'a hard budget spent in a previous period does not count'
 );
+select is(
+  (
+    select array_agg(concat(d ->> 'status', ':', d ->> 'code') order by (d ->> 'index')::integer)
+    from jsonb_array_elements(
+      api.ingest_events(jsonb_build_array(
+        jsonb_build_object(
+          'id', 'backdated', 'meter', 'spend', 'quantity', 1, 'license_id', :'l4',
+          'occurred_at', to_char(date_trunc('month', now(), 'UTC') - interval '1 hour', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        ),
+        jsonb_build_object('id', 'current', 'meter', 'spend', 'quantity', 1, 'license_id', :'l4')
+      )) -> 'data'
+    ) as d
+  ),
+  array['rejected:budget_exhausted', 'accepted:'],
+  'a backdated event debits its own period: last month''s spent budget refuses it, this month''s takes the other'
+);
 select throws_ok(
   format(
     'select api.ingest_events(%L)',
@@ -981,6 +997,57 @@ select throws_ok(
 );
 select tests.clear_context();
 
+-- 9b. A license's budget over its own events only (scope subject) leaves
+-- out its agents' and its subject keys' events; one over all its subjects
+-- counts them all.
+insert into lic.meters (account_id, code, name, aggregation) values (:'a', 'own', 'Own', 'sum')
+returning id as m_own
+\gset
+insert into lic.budgets (account_id, meter_id, license_id, period, "limit", hard, own_events_only)
+values
+(:'a', :'m_own', :'l1', 'month', 100, true, true),
+(:'a', :'m_own', :'l1', 'month', 100, true, false);
+select from tests.act_as(tests.secret_key('A'));
+select is(
+  (
+    select array_agg(b.scope order by b.scope)
+    from api.list_budgets(license_id => :'l1', meter_id => :'m_own') as b
+  ),
+  array['all_subjects', 'subject'],
+  'the contract names the two scopes of a license''s budget'
+);
+select is(
+  (
+    api.ingest_events(events => format(
+      '[{"id": "own-1", "meter": "own", "quantity": 3, "license_id": "%1$s"},'
+      '{"id": "own-2", "meter": "own", "quantity": 5, "license_id": "%1$s", "subject_key": "alice"},'
+      '{"id": "own-3", "meter": "own", "quantity": 7, "agent_id": "%2$s"}]',
+      :'l1', :'bot'
+    )::jsonb) ->> 'accepted'
+  )::integer,
+  3,
+  'the license''s own event, a subject key''s and its agent''s are accepted'
+);
+select is(
+  (
+    select array_agg(b.scope || '=' || b.used::text order by b.scope)
+    from api.list_budgets(license_id => :'l1', meter_id => :'m_own') as b
+  ),
+  array['all_subjects=15', 'subject=3'],
+  'the own-events budget counted only the license''s own 3; the all-subjects one all 15'
+);
+select is(
+  (
+    select array[
+      (api.check_budget(meter_code => 'own', license_id => :'l1') -> 'budgets') @> '[{"used": 3}]',
+      jsonb_array_length(api.check_budget(meter_code => 'own', agent_id => :'bot') -> 'budgets') = 1
+    ]
+  ),
+  array[true, true],
+  'check_budget for the license weighs both budgets; for its agent only the all-subjects one'
+);
+select tests.clear_context();
+
 -- 10. Under a session TimeZone that is not UTC, periods and hours stay UTC.
 set local timezone = 'America/Los_Angeles';
 select
@@ -1169,6 +1236,47 @@ select is(
   ),
   '["unknown_meter", "unknown_license", "unknown_agent"]'::jsonb,
   'tenant B cannot record on A''s meter, license or agent'
+);
+select tests.clear_context();
+
+-- 12b. A suspended account records nothing; reactivated, it records again.
+select tests.clear_context();
+select is(
+  private.set_account_status(account_id => :'a', status => 'suspended', reason => 'invoice unpaid'), 'active',
+  'suspending answers the status before'
+);
+select tests.clear_context();
+select from tests.act_as(tests.secret_key('A'));
+select throws_ok(
+  $$select api.ingest_events(events => '[{"id": "susp-1", "meter": "calls", "subject_key": "k"}]')$$,
+  'LACCT', null,
+  'a suspended account cannot record usage (LACCT)'
+);
+select is(
+  (select array[status, status_reason] from api.get_account()), array['suspended', 'invoice unpaid'],
+  'the account reads its own suspension and its reason'
+);
+select tests.clear_context();
+select throws_ok(
+  format($$select private.set_account_status(account_id => %L, status => 'active', reason => 'x')$$, :'a'),
+  'LINVL', null,
+  'only a suspension takes a reason'
+);
+select throws_ok(
+  $$select private.set_account_status(account_id => '00000000-0000-0000-0000-000000000001', status => 'suspended')$$,
+  'LNTFD', null,
+  'suspending an unknown account raises LNTFD'
+);
+select is(
+  private.set_account_status(account_id => :'a', status => 'active'), 'suspended',
+  'reactivating answers suspended'
+);
+select tests.clear_context();
+select from tests.act_as(tests.secret_key('A'));
+select is(
+  (api.ingest_events(events => '[{"id": "susp-1", "meter": "calls", "subject_key": "k"}]') ->> 'accepted')::integer,
+  1,
+  'reactivated, the account records usage again'
 );
 select tests.clear_context();
 

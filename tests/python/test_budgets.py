@@ -15,6 +15,7 @@ from support import assert_error, bearer
 
 BUDGET_FIELDS = {
     "object",
+    "scope",
     "id",
     "meter_id",
     "meter_code",
@@ -92,6 +93,7 @@ async def test_created_budget_shows_the_current_period_with_nothing_used(client,
         "tokens",
     )
     assert (budget["agent_id"], budget["license_id"], budget["period"]) == (setup["agent"]["id"], None, "day")
+    assert budget["scope"] == "subject"
     # Quantities are exact decimals, answered as JSON strings.
     assert (budget["limit"], budget["hard"], budget["thresholds"]) == ("12.5", True, [50, 80, 100])
     assert (budget["used"], budget["remaining"], budget["metadata"]) == ("0", "12.5", {"team": "ml"})
@@ -360,3 +362,50 @@ async def test_another_tenant_sees_none_of_the_budgets(client, make_account, dat
         response = await client.request(method, path, headers=b.headers, json=body)
         assert_error(response, 404, "resource_missing", "budget_id")
     assert (await client.get(f"/v1/budgets/{budget['id']}", headers=a.headers)).json()["limit"] == "100"
+
+
+async def test_a_license_budget_counts_all_its_subjects_unless_its_scope_is_subject(client, account, setup):
+    everyone = await create_budget(
+        client, account.headers, meter_code="tokens", license_id=setup["license_id"]
+    )
+    own = await create_budget(
+        client, account.headers, meter_code="tokens", license_id=setup["license_id"], scope="subject"
+    )
+    assert (everyone["scope"], own["scope"]) == ("all_subjects", "subject")
+
+    events = [
+        {"id": "mine", "meter": "tokens", "quantity": 2, "license_id": setup["license_id"]},
+        {
+            "id": "alice",
+            "meter": "tokens",
+            "quantity": 3,
+            "license_id": setup["license_id"],
+            "subject_key": "a",
+        },
+        {"id": "agent", "meter": "tokens", "quantity": 4, "agent_id": setup["agent"]["id"]},
+    ]
+    response = await client.post("/v1/usage/events", headers=account.headers, json=events)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 3
+
+    used = {}
+    for budget in (everyone, own):
+        response = await client.get(f"/v1/budgets/{budget['id']}", headers=account.headers)
+        used[budget["scope"]] = response.json()["used"]
+    assert used == {"all_subjects": "9", "subject": "2"}
+
+
+async def test_an_agent_budget_cannot_cover_all_subjects(client, account, setup):
+    response = await client.post(
+        "/v1/budgets",
+        headers=account.headers,
+        json={
+            "period": "day",
+            "limit": 1,
+            "meter_code": "tokens",
+            "agent_id": setup["agent"]["id"],
+            "scope": "all_subjects",
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "scope"

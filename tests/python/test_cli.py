@@ -95,3 +95,60 @@ def test_serve_answers_healthz_and_exits_cleanly_on_sigterm(database_url: str, t
     assert returncode == 128 + signal.SIGTERM, server.stderr
     assert "Traceback" not in server.stderr
     assert "Application shutdown complete" in server.stderr
+
+
+def test_a_suspended_account_records_no_usage_until_it_is_reactivated(database_url: str):
+    env = cli_env(DATABASE_URL=database_url)
+    created = json.loads(run_cli("accounts", "create", "Overdue Co", env=env).stdout)
+    event = '[{"id": "e1", "meter": "calls", "subject_key": "u1"}]'
+
+    def ingest() -> tuple[str | None, str | None]:
+        with psycopg.connect(database_url) as conn:
+            conn.execute("set local role lic_app")
+            conn.execute("select from api.authenticate(secret => %s)", (created["secret_key"],))
+            try:
+                result = conn.execute(
+                    "select api.ingest_events(events => %s::jsonb) ->> 'accepted'", (event,)
+                )
+                return None, result.fetchone()[0]
+            except psycopg.Error as exc:
+                return exc.sqlstate, None
+
+    with psycopg.connect(database_url) as conn:
+        conn.execute("select private.set_context(%s, 'secret')", (created["account_id"],))
+        conn.execute(
+            "insert into lic.meters (account_id, code, name, aggregation)"
+            " values (%s, 'calls', 'Calls', 'count')",
+            (created["account_id"],),
+        )
+
+    suspended = run_cli("accounts", "suspend", created["account_id"], "--reason", "invoice unpaid", env=env)
+    assert suspended.returncode == 0, suspended.stderr
+    assert json.loads(suspended.stdout) == {
+        "account_id": created["account_id"],
+        "status": "suspended",
+        "previous_status": "active",
+    }
+    assert ingest() == ("LACCT", None)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("set local role lic_app")
+        conn.execute("select from api.authenticate(secret => %s)", (created["secret_key"],))
+        assert conn.execute("select status, status_reason from api.get_account()").fetchone() == (
+            "suspended",
+            "invoice unpaid",
+        )
+
+    reactivated = run_cli("accounts", "reactivate", created["account_id"], env=env)
+    assert reactivated.returncode == 0, reactivated.stderr
+    assert json.loads(reactivated.stdout)["previous_status"] == "suspended"
+    assert ingest() == (None, "1")
+
+
+def test_suspending_an_unknown_account_exits_naming_it(database_url: str):
+    result = run_cli(
+        "accounts", "suspend", "00000000-0000-0000-0000-000000000001", env=cli_env(DATABASE_URL=database_url)
+    )
+
+    assert result.returncode != 0
+    assert "account not found" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -127,6 +127,22 @@ async def test_each_event_is_answered_with_its_own_status_and_code(client, tenan
     )
 
 
+async def test_a_suspended_account_is_refused_with_403_and_sees_why(client, tenant, database_url):
+    superuser(
+        database_url,
+        "select private.set_account_status(account_id => %s, status => 'suspended', reason => 'abuse')",
+        (tenant.id,),
+    )
+    response = await ingest(client, tenant.headers, [{"id": "e", "meter": "tokens", "subject_key": "u"}])
+    assert_error(response, 403, "account_inactive")
+    account = (await client.get("/v1/account", headers=tenant.headers)).json()
+    assert (account["status"], account["status_reason"]) == ("suspended", "abuse")
+    assert (
+        scalar(database_url, "select count(*) from lic.metering_events where account_id = %s", (tenant.id,))
+        == 0
+    )
+
+
 async def test_a_batch_must_be_a_json_array_of_at_most_10000(client, tenant):
     assert_error(await ingest(client, tenant.headers, '{"id": 1}'), 422, "invalid_parameter", "events")
     assert_error(await ingest(client, tenant.headers, "[{"), 422, "invalid_parameter")

@@ -32,6 +32,10 @@ class Account(msgspec.Struct, kw_only=True):
     limits: AccountLimits
     usage: AccountUsage
     created_at: datetime
+    # "active", or "suspended" by the operator (status_reason may say why): a suspended account records
+    # no usage.
+    status: str
+    status_reason: str | None
 
 
 class AccountController(Controller):
@@ -40,5 +44,5 @@ class AccountController(Controller):
 
     @get(operation_id="getAccount", responses=errors())
     async def get_account(self, db: NamedDependency[TenantDb]) -> Response[Account]:
-        """The account the key belongs to: plan, limits (null = unlimited) and usage."""
+        """The account the key belongs to: plan, limits (null = unlimited), usage and status."""
         return await db.one(Account, "api.get_account")

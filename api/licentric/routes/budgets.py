@@ -21,6 +21,8 @@ from licentric.routes.changes import Int32, update_args
 from licentric.routes.shapes import IdempotentOperation, errors
 
 Period = Literal["hour", "day", "month"]
+# What a budget counts: its subject's own events, or (a license's budget) every event of the license.
+Scope = Literal["subject", "all_subjects"]
 
 
 class Budget(msgspec.Struct, kw_only=True):
@@ -41,6 +43,7 @@ class Budget(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    scope: Scope
 
 
 class BudgetList(msgspec.Struct, kw_only=True):
@@ -61,6 +64,8 @@ class BudgetCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     hard: bool = True
     thresholds: list[Int32] = msgspec.field(default_factory=list)
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Default: all_subjects for a license's budget, subject for an agent's.
+    scope: Scope | None = None
 
 
 class BudgetUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
