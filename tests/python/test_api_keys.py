@@ -213,9 +213,20 @@ async def test_account_shows_name_plan_limits_and_active_key_count(client, make_
     response = await client.get("/v1/account", headers=account.headers)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"object", "id", "name", "plan", "limits", "usage", "created_at"}
+    assert set(body) == {
+        "object",
+        "id",
+        "name",
+        "plan",
+        "limits",
+        "usage",
+        "created_at",
+        "status",
+        "status_reason",
+    }
     assert body["object"] == "account"
     assert (body["id"], body["name"], body["plan"]) == (account.id, "Acme Ltd", "growth")
+    assert (body["status"], body["status_reason"]) == ("active", None)
     assert body["limits"] == {
         "active_licenses": 10000,
         "agents": 500,
