@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/licensing.py
 	$(PY) bench/stripe.py
 	$(PY) bench/metering.py
+	$(PY) bench/webhooks.py
 
 docs: $(STAMP)
 	psql -X -q "$(TEST_DATABASE_URL)" -c "drop database if exists licentric_docs with (force)" -c "create database licentric_docs"

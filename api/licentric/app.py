@@ -43,6 +43,7 @@ from licentric.routes.stripe import (
 )
 from licentric.routes.usage import UsageController
 from licentric.routes.usage_events import BudgetCheckController, UsageEventController
+from licentric.routes.webhooks import WebhookDeliveryController, WebhookEndpointController
 from licentric.settings import Settings
 
 API_ROLE = "lic_app"
@@ -126,6 +127,8 @@ def create_app(settings: Settings | None = None, *, with_worker: bool = False) -
             StripeEventController,
             StripeWebhookController,
             BillingPortalController,
+            WebhookEndpointController,
+            WebhookDeliveryController,
             LicentricPrometheusController,
         ],
         dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},

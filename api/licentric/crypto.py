@@ -1,5 +1,6 @@
 """Encryption of the credentials tenants give Licentric (their Stripe API key and webhook signing
-secrets) before they reach the database, with LICENTRIC_SECRET_KEY, which never does.
+secrets), and of the signing secrets of their outbound webhook endpoints, before they reach the
+database, with LICENTRIC_SECRET_KEY, which never does.
 
 AES-256-GCM with a random 96-bit nonce. The associated data binds each ciphertext to its account and
 its purpose, so a ciphertext copied to another tenant's row, or from a signing secret's row to an API
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 VERSION = b"\x01"
 NONCE_BYTES = 12
 
-Purpose = Literal["stripe_api_key", "stripe_webhook_secret"]
+Purpose = Literal["stripe_api_key", "stripe_webhook_secret", "webhook_endpoint_secret"]
 
 
 class DecryptionError(Exception):

@@ -36,6 +36,17 @@ def _seconds(name: str, default: float) -> float:
     return seconds
 
 
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {value!r}")
+
+
 def _optional_int(name: str) -> int | None:
     return _int(name, 0) if os.environ.get(name) else None
 
@@ -89,6 +100,17 @@ class Settings:
     # (None: all; the hourly rollups are kept whatever this says).
     metering_partitions_ahead: int = 3
     metering_retention_months: int | None = None
+    # Outbound webhooks (licentric/webhook_delivery.py): whether endpoints may resolve to private, loopback
+    # or link-local addresses (tests and local development only); deliveries one worker has in flight at
+    # once; seconds a receiver has to answer; seconds a claimed delivery stays leased to its worker (longer
+    # than the timeout: a worker that dies mid-delivery frees it when the lease ends); seconds between polls
+    # when no NOTIFY arrives; days finished deliveries and their attempts are kept.
+    webhook_allow_private_targets: bool = False
+    webhook_concurrency: int = 64
+    webhook_timeout: float = 15
+    webhook_lease: float = 60
+    webhook_poll_interval: float = 5
+    webhook_retention_days: int = 30
 
     def __post_init__(self) -> None:
         # A tolerance of 0 (or less) would make the SDK skip the recency check:
@@ -116,6 +138,18 @@ class Settings:
                 "LICENTRIC_METERING_RETENTION_MONTHS must be between 2 and 1200 months (unset: keep them all)"
             )
 
+        if self.webhook_concurrency < 1:
+            raise ConfigurationError("LICENTRIC_WEBHOOK_CONCURRENCY must be at least 1")
+        if not 0 < self.webhook_timeout < self.webhook_lease:
+            raise ConfigurationError(
+                "LICENTRIC_WEBHOOK_TIMEOUT must be above 0 and below LICENTRIC_WEBHOOK_LEASE (a delivery "
+                "must finish before its lease frees it for another worker)"
+            )
+        if self.webhook_poll_interval <= 0:
+            raise ConfigurationError("LICENTRIC_WEBHOOK_POLL_INTERVAL must be above 0")
+        if self.webhook_retention_days < 1:
+            raise ConfigurationError("LICENTRIC_WEBHOOK_RETENTION_DAYS must be at least 1")
+
     @property
     def base_url(self) -> str:
         """The service's public address, without a trailing slash."""
@@ -142,4 +176,10 @@ class Settings:
             worker_batch_size=_int("LICENTRIC_WORKER_BATCH_SIZE", 1000),
             metering_partitions_ahead=_int("LICENTRIC_METERING_PARTITIONS_AHEAD", 3),
             metering_retention_months=_optional_int("LICENTRIC_METERING_RETENTION_MONTHS"),
+            webhook_allow_private_targets=_bool("LICENTRIC_WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
+            webhook_concurrency=_int("LICENTRIC_WEBHOOK_CONCURRENCY", 64),
+            webhook_timeout=_seconds("LICENTRIC_WEBHOOK_TIMEOUT", 15),
+            webhook_lease=_seconds("LICENTRIC_WEBHOOK_LEASE", 60),
+            webhook_poll_interval=_seconds("LICENTRIC_WEBHOOK_POLL_INTERVAL", 5),
+            webhook_retention_days=_int("LICENTRIC_WEBHOOK_RETENTION_DAYS", 30),
         )

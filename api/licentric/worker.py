@@ -7,7 +7,10 @@ SIGTERM or SIGINT stops it: a job still running is cancelled (its transaction
 rolls back, so the next start does that work) and the process exits 0.
 
 Every job is listed in `jobs()`: a new kind of background work is one more
-entry there.
+entry there. Beside the jobs runs the webhook dispatcher (licentric/webhook_delivery.py), which
+sends outbound webhooks as they come due; it needs LICENTRIC_SECRET_KEY to sign them. On a signal
+it stops claiming, gives sends in flight up to LICENTRIC_WEBHOOK_TIMEOUT to finish and hands back
+the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from licentric import webhook_delivery
 from licentric.db import open_pool
 from licentric.settings import Settings
 
@@ -63,10 +67,10 @@ def call(function: str, **args: Any) -> Work:
     return work
 
 
-def sweep(function: str, batch_size: int) -> Work:
+def sweep(function: str, batch_size: int, **args: Any) -> Work:
     """A worker function taking batch_size, called in batches of one transaction each until one comes back
     short: locks are held for one batch only, and what is done stays done if the worker stops."""
-    batch = call(function, batch_size=batch_size)
+    batch = call(function, **args, batch_size=batch_size)
 
     async def work(pool: AsyncConnectionPool) -> int:
         total = 0
@@ -100,6 +104,18 @@ def jobs(settings: Settings) -> list[Job]:
             call("worker.ensure_metering_partitions", months_ahead=settings.metering_partitions_ahead),
         ),
     ]
+    found.append(
+        # Finished webhook deliveries and their attempts, past the retention.
+        Job(
+            "purge_webhook_deliveries",
+            settings.worker_sweep_interval,
+            sweep(
+                "worker.purge_webhook_deliveries",
+                settings.worker_batch_size,
+                retain_days=settings.webhook_retention_days,
+            ),
+        )
+    )
     if settings.metering_retention_months is not None:
         found.append(
             Job(
@@ -171,11 +187,18 @@ async def running(settings: Settings) -> AsyncIterator[None]:
     schedule = jobs(settings)
     log.info("worker started", extra={"fields": {"jobs": [job.name for job in schedule]}})
     task = asyncio.create_task(run(pool, schedule, stop))
+    if settings.secret_key is None:
+        log.warning("webhook delivery is off: LICENTRIC_SECRET_KEY is not set, so nothing can be signed")
+        dispatcher = None
+    else:
+        dispatcher = asyncio.create_task(webhook_delivery.run(settings, WORKER_ROLE, stop))
     try:
         yield
     finally:
         stop.set()
         await task
+        if dispatcher is not None:
+            await dispatcher
         await pool.close()
         log.info("worker stopped")
 

@@ -201,7 +201,9 @@ where
   and strpos(r.prosrc, 'private.require_account(') = 0
   -- Stripe's deliveries carry no key: their functions take the account the
   -- signature was verified for.
-  and strpos(r.prosrc, 'private.stripe_begin(') = 0;
+  and strpos(r.prosrc, 'private.stripe_begin(') = 0
+  -- A portal visitor carries none either: the account comes from the slug.
+  and strpos(r.prosrc, 'private.portal_begin(') = 0;
 
 create temporary view security_invoker_offenders as
 select c.oid::regclass::text as offender
@@ -317,7 +319,15 @@ select functions_are(
     'transfer_machine', 'update_agent', 'update_customer', 'update_entitlement', 'update_license',
     'update_license_policy', 'validate_license',
     'archive_meter', 'create_budget', 'create_meter', 'delete_budget', 'get_budget', 'get_meter', 'list_budgets',
-    'list_meters', 'update_budget', 'update_meter', 'usage'
+    'list_meters', 'update_budget', 'update_meter', 'usage',
+    'create_webhook_endpoint', 'delete_webhook_endpoint', 'get_webhook_delivery', 'get_webhook_endpoint',
+    'list_webhook_deliveries', 'list_webhook_endpoints', 'replay_webhook_endpoint', 'retry_webhook_delivery',
+    'rotate_webhook_endpoint_secret', 'send_test_webhook', 'update_webhook_endpoint', 'webhook_endpoint_secrets',
+    'authenticate_portal', 'confirm_portal_login', 'deactivate_portal_machine', 'get_portal_billing',
+    'get_portal_license', 'get_portal_settings', 'invite_portal_member', 'list_portal_budgets',
+    'list_portal_entitlements', 'list_portal_licenses', 'list_portal_machines', 'list_portal_members',
+    'logout_portal', 'peek_portal_login', 'remove_portal_member', 'request_portal_login', 'resolve_portal',
+    'transfer_portal_machine', 'update_portal_settings'
   ],
   'the api schema exposes exactly the documented functions'
 );
@@ -327,7 +337,8 @@ select is_empty(
 );
 select is_empty(
   'table require_account_offenders',
-  'every api function but api.authenticate calls private.require_account or private.stripe_begin'
+  'every api function but api.authenticate calls private.require_account, private.stripe_begin or '
+  'private.portal_begin'
 );
 select is_empty(
   $$select fn::text from routines where schema = 'api' and proowner <> 'lic_definer'::regrole$$,

@@ -3,7 +3,7 @@
 -- with a tenant context). Table checks loop over every lic table with an
 -- account_id, so a new table is covered as soon as it is seeded below.
 begin;
-select plan(43);
+select plan(44);
 
 -- No context: a new session has never set one. Rows written by the
 -- superuser (who bypasses RLS) set none either.
@@ -30,12 +30,15 @@ select is_empty(
       select p.oid::regprocedure as fn
       from pg_catalog.pg_proc as p
       inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
-      where n.nspname = 'api' and p.proname <> 'authenticate' and strpos(p.prosrc, 'private.stripe_begin(') = 0
+      where
+        n.nspname = 'api' and p.proname <> 'authenticate' and strpos(p.prosrc, 'private.stripe_begin(') = 0
+        and strpos(p.prosrc, 'private.portal_begin(') = 0
     )
     select fn::text from api_functions
     where tests.sqlstate_of(tests.call_with_nulls(fn)) is distinct from 'LAUTH'
   $$,
-  'without a tenant context every api function but authenticate and Stripe''s deliveries raises LAUTH'
+  'without a tenant context every api function but authenticate, Stripe''s deliveries and the portal visitor''s '
+  'raises LAUTH'
 );
 select is_empty(
   $$
@@ -47,6 +50,17 @@ select is_empty(
       and tests.sqlstate_of(tests.call_with_nulls(p.oid::regprocedure)) is distinct from 'LNTFD'
   $$,
   'Stripe''s deliveries (the account comes from the URL) raise LNTFD for no account'
+);
+select is_empty(
+  $$
+    select p.oid::regprocedure::text
+    from pg_catalog.pg_proc as p
+    inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
+    where
+      n.nspname = 'api' and strpos(p.prosrc, 'private.portal_begin(') > 0
+      and tests.sqlstate_of(tests.call_with_nulls(p.oid::regprocedure)) is distinct from 'LNTFD'
+  $$,
+  'the portal visitor''s functions (the account comes from the slug) raise LNTFD for no portal'
 );
 select throws_ok(
   'select * from api.list_api_keys()', 'LAUTH', null, 'api.list_api_keys without a context raises LAUTH'
@@ -70,12 +84,15 @@ select is_empty(
       select p.oid::regprocedure as fn
       from pg_catalog.pg_proc as p
       inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
-      where n.nspname = 'api' and p.proname <> 'authenticate' and strpos(p.prosrc, 'private.stripe_begin(') = 0
+      where
+        n.nspname = 'api' and p.proname <> 'authenticate' and strpos(p.prosrc, 'private.stripe_begin(') = 0
+        and strpos(p.prosrc, 'private.portal_begin(') = 0
     )
     select fn::text from api_functions
     where tests.sqlstate_of(tests.call_with_nulls(fn)) is distinct from 'LAUTH'
   $$,
-  'with an empty tenant context every api function but authenticate and Stripe''s deliveries raises LAUTH'
+  'with an empty tenant context every api function but authenticate, Stripe''s deliveries and the portal '
+  'visitor''s raises LAUTH'
 );
 select tests.clear_context();
 

@@ -332,6 +332,8 @@ declare
   v_license uuid;
   v_meter uuid;
   v_budget uuid;
+  v_endpoint uuid;
+  v_delivery uuid;
 begin
   insert into lic.license_policies (account_id, code, name) values (seed_licensing.account_id, 'seed', 'Seed')
   returning id into v_policy;
@@ -387,6 +389,30 @@ begin
   returning id into v_budget;
   insert into lic.budget_usage (account_id, budget_id, period_start)
   values (seed_licensing.account_id, v_budget, date_trunc('month', now()));
+  -- Outbound webhooks: an endpoint made after the seed event, so the
+  -- delivery of that event is made here rather than by the fan-out.
+  insert into lic.webhook_endpoints (account_id, url, secret_ciphertext)
+  values (seed_licensing.account_id, 'https://example.com/seed', '\x00')
+  returning id into v_endpoint;
+  insert into lic.webhook_deliveries (account_id, endpoint_id, event_id, event_type, status)
+  select seed_licensing.account_id, v_endpoint, e.id, e.type, 'succeeded'
+  from lic.events as e
+  where e.account_id = seed_licensing.account_id and e.type = 'seed.created'
+  returning id into v_delivery;
+  insert into lic.webhook_attempts (account_id, delivery_id, attempt, started_at, status_code)
+  values (seed_licensing.account_id, v_delivery, 1, now(), 200);
+  -- The portal: branding, a sign-in token and a session of the seed customer.
+  insert into lic.portal_settings (account_id, product_name) values (seed_licensing.account_id, 'Seed');
+  insert into lic.portal_login_tokens (account_id, token_hash, customer_id, email, ip_hash, created_at, expires_at)
+  values (
+    seed_licensing.account_id, sha256(convert_to('token ' || seed_licensing.account_id::text, 'UTF8')), v_customer,
+    'seed@example.com', sha256('\x00'::bytea), now(), now() + interval '15 minutes'
+  );
+  insert into lic.portal_sessions (account_id, session_hash, customer_id, email, created_at, last_seen_at, expires_at)
+  values (
+    seed_licensing.account_id, sha256(convert_to('session ' || seed_licensing.account_id::text, 'UTF8')), v_customer,
+    'seed@example.com', now(), now(), now() + interval '12 hours'
+  );
 end;
 $$;
 comment on function tests.seed_licensing(uuid) is

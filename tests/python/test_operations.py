@@ -260,6 +260,18 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/stripe/mappings"): "createStripeMapping",
     ("delete", "/v1/stripe/mappings/{mapping_id}"): "deleteStripeMapping",
     ("post", "/v1/stripe/webhooks/{account_id}"): "receiveStripeWebhook",
+    ("get", "/v1/webhook_endpoints"): "listWebhookEndpoints",
+    ("post", "/v1/webhook_endpoints"): "createWebhookEndpoint",
+    ("get", "/v1/webhook_endpoints/{endpoint_id}"): "getWebhookEndpoint",
+    ("post", "/v1/webhook_endpoints/{endpoint_id}"): "updateWebhookEndpoint",
+    ("delete", "/v1/webhook_endpoints/{endpoint_id}"): "deleteWebhookEndpoint",
+    ("get", "/v1/webhook_endpoints/{endpoint_id}/secret"): "getWebhookEndpointSecret",
+    ("post", "/v1/webhook_endpoints/{endpoint_id}/rotate_secret"): "rotateWebhookEndpointSecret",
+    ("post", "/v1/webhook_endpoints/{endpoint_id}/test"): "sendTestWebhook",
+    ("post", "/v1/webhook_endpoints/{endpoint_id}/replay"): "replayWebhookEndpoint",
+    ("get", "/v1/webhook_deliveries"): "listWebhookDeliveries",
+    ("get", "/v1/webhook_deliveries/{delivery_id}"): "getWebhookDelivery",
+    ("post", "/v1/webhook_deliveries/{delivery_id}/retry"): "retryWebhookDelivery",
 }
 
 # Routes without an API key: health, and Stripe's deliveries (signed instead).

@@ -128,7 +128,12 @@ def test_worker_makes_partitions_at_start_sweeps_due_licenses_and_exits_0_on_sig
     assert event_types(worker_database, licenses["overdue"]) == ["license.suspended"]
     entries = log_entries(worker)
     assert entries[0]["message"] == "worker started"
-    assert entries[0]["jobs"] == ["expire_licenses", "suspend_overdue_licenses", "ensure_metering_partitions"]
+    assert entries[0]["jobs"] == [
+        "expire_licenses",
+        "suspend_overdue_licenses",
+        "ensure_metering_partitions",
+        "purge_webhook_deliveries",
+    ]
     done = {entry["job"]: entry["done"] for entry in entries if "done" in entry}
     assert done["expire_licenses"] >= 1 and done["suspend_overdue_licenses"] >= 1
     assert entries[-1]["message"] == "worker stopped"
