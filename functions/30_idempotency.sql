@@ -65,3 +65,38 @@ $$;
 comment on function api.save_idempotent_response(text, text, integer, jsonb) is
 'Store the response of a request made with an Idempotency-Key claimed in this transaction; a top-level '
 '"secret" (a new API key) or "token" (a new agent token) is left out, so a replay answers without it.';
+
+create or replace function worker.purge_idempotency_keys(at timestamptz default now(), batch_size integer default 1000)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_count integer;
+begin
+  if batch_size is null or batch_size < 1 then
+    raise exception using errcode = 'LINVL', column = 'batch_size', message = 'batch_size must be at least 1';
+  end if;
+  -- Oldest first. No row locks: a request that meets a stale key deletes it
+  -- itself (api.claim_idempotency_key), and whichever delete comes second
+  -- finds nothing to do.
+  with gone as (
+    select i.account_id, i.key
+    from lic.idempotency_keys as i
+    where i.created_at < purge_idempotency_keys.at - interval '24 hours'
+    order by i.created_at
+    limit batch_size
+  )
+  delete from lic.idempotency_keys as i
+  using gone
+  where i.account_id = gone.account_id and i.key = gone.key;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+comment on function worker.purge_idempotency_keys(timestamptz, integer) is
+'Delete up to batch_size idempotency keys (with their stored responses) older than 24 hours at at, across '
+'tenants, oldest first. Returns how many (call again while it returns batch_size). '
+'Errors: LINVL batch_size below 1.';

@@ -8,3 +8,6 @@ create policy customers__select__maint on lic.customers for select to lic_maint 
 create policy accounts__select__maint on lic.accounts for select to lic_maint using (true);
 create policy accounts__update__maint on lic.accounts for update to lic_maint using (true) with check (true);
 create policy events__insert__maint on lic.events for insert to lic_maint with check (true);
+-- The idempotency-key purge: worker.purge_idempotency_keys.
+create policy idempotency_keys__select__maint on lic.idempotency_keys for select to lic_maint using (true);
+create policy idempotency_keys__delete__maint on lic.idempotency_keys for delete to lic_maint using (true);

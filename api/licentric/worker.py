@@ -103,8 +103,12 @@ def jobs(settings: Settings) -> list[Job]:
             settings.worker_partition_interval,
             call("worker.ensure_metering_partitions", months_ahead=settings.metering_partitions_ahead),
         ),
-    ]
-    found.append(
+        # Idempotency keys are answered for 24 hours; older ones (and their stored responses) go.
+        Job(
+            "purge_idempotency_keys",
+            settings.worker_sweep_interval,
+            sweep("worker.purge_idempotency_keys", settings.worker_batch_size),
+        ),
         # Finished webhook deliveries and their attempts, past the retention.
         Job(
             "purge_webhook_deliveries",
@@ -114,8 +118,8 @@ def jobs(settings: Settings) -> list[Job]:
                 settings.worker_batch_size,
                 retain_days=settings.webhook_retention_days,
             ),
-        )
-    )
+        ),
+    ]
     if settings.metering_retention_months is not None:
         found.append(
             Job(

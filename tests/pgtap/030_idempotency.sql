@@ -2,7 +2,7 @@
 -- concurrent "still in progress" path (LIDEM) needs two connections and is
 -- tested from Python.
 begin;
-select plan(16);
+select plan(21);
 
 select from tests.create_account('A');
 select from tests.create_account('B');
@@ -104,6 +104,38 @@ select is(
   'the stored response leaves the clear secret out'
 );
 select tests.clear_context();
+
+-- The purge: keys older than 24 hours go, oldest first, as lic_worker.
+insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status, created_at)
+values
+(tests.account_id('A'), 'purge-older', 'fp', 200, now() - interval '26 hours'),
+(tests.account_id('A'), 'purge-old', 'fp', 200, now() - interval '25 hours');
+select count(*) as keys_left
+from lic.idempotency_keys
+where key not like 'purge-%'
+\gset
+set local role lic_worker;
+select throws_ok(
+  $$select worker.purge_idempotency_keys(batch_size => 0)$$, 'LINVL', null, 'purging with a batch below 1 raises LINVL'
+);
+select is(worker.purge_idempotency_keys(batch_size => 1), 1, 'a batch purges at most batch_size keys');
+reset role;
+select is(
+  (
+    select array_agg(key)
+    from lic.idempotency_keys
+    where key like 'purge-%'
+  ),
+  array['purge-old'],
+  'the oldest went first'
+);
+set local role lic_worker;
+select is(worker.purge_idempotency_keys(), 1, 'the next batch takes the other old key and nothing newer');
+select is(
+  worker.purge_idempotency_keys(at => now() + interval '25 hours'), :keys_left::integer,
+  'a day later every key left is old enough to go'
+);
+reset role;
 
 select * from finish();
 rollback;

@@ -84,6 +84,25 @@ def seed_due_licenses(database_url: str) -> dict[str, str]:
     return {"lapsed" if row["status"] == "active" else "overdue": row["id"] for row in rows}
 
 
+def seed_idempotency_keys(database_url: str) -> str:
+    """Two stored idempotent responses in a new account: 'stale' from two days ago, 'fresh' from now."""
+    account_id = create_account(database_url, "Idempotency test", "free")["account_id"]
+    superuser(
+        database_url,
+        "insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status, created_at)"
+        " values (%(a)s, 'stale', 'fp', 200, now() - interval '2 days'), (%(a)s, 'fresh', 'fp', 200, now())",
+        {"a": account_id},
+    )
+    return account_id
+
+
+def idempotency_keys(database_url: str, account_id: str) -> list[str]:
+    rows = superuser(
+        database_url, "select key from lic.idempotency_keys where account_id = %s order by key", (account_id,)
+    )
+    return [row["key"] for row in rows]
+
+
 def status(database_url: str, license_id: str) -> str:
     return superuser(database_url, "select status from lic.licenses where id = %s", (license_id,))[0][
         "status"
@@ -99,10 +118,11 @@ def event_types(database_url: str, license_id: str) -> list[str]:
     return [row["type"] for row in rows]
 
 
-def test_worker_makes_partitions_at_start_sweeps_due_licenses_and_exits_0_on_sigterm(
+def test_worker_makes_partitions_sweeps_due_licenses_purges_old_keys_and_exits_0_on_sigterm(
     worker_database: str, tmp_path: Path
 ):
     licenses = seed_due_licenses(worker_database)
+    keyed_account = seed_idempotency_keys(worker_database)
     now = datetime.now(UTC)
     worker = start_worker(worker_database, tmp_path, LICENTRIC_WORKER_SWEEP_INTERVAL="60")
     try:
@@ -113,6 +133,11 @@ def test_worker_makes_partitions_at_start_sweeps_due_licenses_and_exits_0_on_sig
         wait_for(lambda: status(worker_database, licenses["lapsed"]) == "expired", "the expiry sweep", worker)
         wait_for(
             lambda: status(worker_database, licenses["overdue"]) == "suspended", "the grace sweep", worker
+        )
+        wait_for(
+            lambda: idempotency_keys(worker_database, keyed_account) == ["fresh"],
+            "the idempotency-key purge",
+            worker,
         )
         stopped_at = time.monotonic()
         returncode = worker.stop(signal.SIGTERM, timeout=10)
@@ -132,10 +157,12 @@ def test_worker_makes_partitions_at_start_sweeps_due_licenses_and_exits_0_on_sig
         "expire_licenses",
         "suspend_overdue_licenses",
         "ensure_metering_partitions",
+        "purge_idempotency_keys",
         "purge_webhook_deliveries",
     ]
     done = {entry["job"]: entry["done"] for entry in entries if "done" in entry}
     assert done["expire_licenses"] >= 1 and done["suspend_overdue_licenses"] >= 1
+    assert done["purge_idempotency_keys"] >= 1
     assert entries[-1]["message"] == "worker stopped"
 
 
