@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 
 log = logging.getLogger("licentric")
@@ -68,6 +69,11 @@ STANDARD: dict[str, ErrorKind] = {
 
 # Raised by a transaction that may succeed when run again.
 RETRYABLE = frozenset({"40001", "40P01"})
+
+# The rate limit refuses a request in middleware, before the request counter (licentric_requests_total)
+# sees a response, so the refusals are counted here, where they become 429s. Process-wide, as every
+# Prometheus metric is.
+RATE_LIMITED = Counter("licentric_rate_limited", "Requests refused by the rate limit (429)")
 
 INTERNAL = ErrorKind(500, "api_error", "internal_error")
 UNAVAILABLE = ErrorKind(503, "api_error", "try_again")
@@ -163,8 +169,10 @@ def _from_http(exc: HTTPException) -> Response[dict[str, Any]]:
         status, "invalid_request_error" if status < 500 else "api_error", "http_error"
     )
     headers = dict(exc.headers or {})
-    if status == 429 and "RateLimit-Reset" in headers:
-        headers["Retry-After"] = headers["RateLimit-Reset"]
+    if status == 429:
+        RATE_LIMITED.inc()
+        if "RateLimit-Reset" in headers:
+            headers["Retry-After"] = headers["RateLimit-Reset"]
     message = "no such route" if isinstance(exc, NotFoundException) else exc.detail
     return error_response(kind, message, headers=headers)
 

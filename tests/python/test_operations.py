@@ -166,9 +166,15 @@ async def test_fourth_request_in_a_minute_with_one_key_is_rate_limited(limited_c
     assert_error(await limited_client.get("/v1/api_keys", headers=account.headers), 429, "rate_limited")
 
 
-async def test_requests_without_a_key_are_rate_limited_by_address(limited_client):
+async def test_requests_without_a_key_are_rate_limited_by_address_and_counted(limited_client):
+    def refused(metrics: str) -> float:
+        found = re.search(r"^licentric_rate_limited_total (\S+)$", metrics, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    before = (await limited_client.get("/metrics")).text
     statuses = [(await limited_client.get("/v1/account")).status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
+    assert refused((await limited_client.get("/metrics")).text) == refused(before) + 1
 
 
 async def test_health_metrics_and_schema_are_never_rate_limited(limited_client):
