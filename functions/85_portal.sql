@@ -1211,7 +1211,7 @@ begin
   order by c.id
   limit 1;
   if v_customer is null then
-    return row(null, null, null, null)::api.portal_billing;
+    return row(null, null, null, null, v_account_id)::api.portal_billing;
   end if;
   -- Its mode: of a subscription or purchase of that customer, else the only
   -- mode connected.
@@ -1237,12 +1237,13 @@ begin
   where c.account_id = v_account_id and c.livemode = v_livemode;
   return row(
     v_customer, v_livemode, coalesce(get_portal_billing.return_url, v_connection.portal_return_url),
-    v_connection.api_key_ciphertext
+    v_connection.api_key_ciphertext, v_account_id
   )::api.portal_billing;
 end;
 $$;
 comment on function api.get_portal_billing(text) is
 'For the billing button: the signed-in customer''s own Stripe customer id (null: no button), its mode (of its '
 'subscriptions or purchases, else the only connected mode), where Stripe returns to (return_url, else the '
-'connection''s portal_return_url) and the encrypted API key of that mode (null: none connected, no button). '
+'connection''s portal_return_url), the encrypted API key of that mode (null: none connected, no button) and the '
+'account it is bound to. '
 'Customer context only. Errors: LAUTH (401), LDNID (403) not a customer, LINVL (422) return_url.';

@@ -22,6 +22,7 @@ from licentric.db import Idempotency, TenantDb, open_pool
 from licentric.errors import ApiError, handle_exception
 from licentric.observability import configure_logging, request_id_middleware
 from licentric.pagination import provide_page
+from licentric.portal.routes import PortalController, PortalSite, portal_static
 from licentric.routes.account import AccountController
 from licentric.routes.agents import AgentController
 from licentric.routes.api_keys import ApiKeyController
@@ -34,6 +35,7 @@ from licentric.routes.license_policies import LicensePolicyController
 from licentric.routes.licenses import EntitlementCheckController, LicenseController
 from licentric.routes.machines import LicenseMachineController, LicenseUserController, MachineController
 from licentric.routes.meters import MeterController
+from licentric.routes.portal import PortalSettingsController
 from licentric.routes.stripe import (
     BillingPortalController,
     StripeConnectionController,
@@ -129,11 +131,14 @@ def create_app(settings: Settings | None = None, *, with_worker: bool = False) -
             BillingPortalController,
             WebhookEndpointController,
             WebhookDeliveryController,
+            PortalSettingsController,
+            PortalController,
+            portal_static,
             LicentricPrometheusController,
         ],
         dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},
         lifespan=[database, *([lambda _: worker.running(settings)] if with_worker else [])],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "portal": PortalSite(settings)}),
         middleware=[
             RateLimitConfig(
                 rate_limit=("minute", settings.rate_limit_per_minute),

@@ -18,6 +18,7 @@ import psycopg
 import uvicorn
 
 from licentric import embedded
+from licentric.mail import mailer_for
 from licentric.migrate import MigrationError, migrate
 from licentric.settings import ConfigurationError, Settings, parse_secret_key
 from licentric.usage_import import import_usage
@@ -50,14 +51,26 @@ def _with_secret_key(settings: Settings) -> Settings:
         raise SystemExit(f"{key_file}: {exc}") from exc
 
 
+def _for_local_portal(settings: Settings) -> Settings:
+    """`up` is a trial on this machine: without LICENTRIC_MAIL_URL the portal's mail goes to .eml files
+    in the user's data directory, and over plain http the portal's cookies go without Secure (a
+    browser would drop them) unless LICENTRIC_PORTAL_SECURE_COOKIES says otherwise."""
+    if settings.mail_url is None:
+        settings = replace(settings, mail_url=(embedded.data_dir() / "mail").as_uri())
+    if "LICENTRIC_PORTAL_SECURE_COOKIES" not in os.environ and settings.base_url.startswith("http://"):
+        settings = replace(settings, portal_secure_cookies=False)
+    return settings
+
+
 def _up(settings: Settings, database_url: str) -> None:
-    settings = _with_secret_key(settings)
+    settings = _for_local_portal(_with_secret_key(settings))
     _migrate(database_url)
     key = _demo_key(database_url)
     base_url = f"http://{settings.host}:{settings.port}"
     print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
     print(f"secret key: {key}", flush=True)
     print(f'try: curl -H "Authorization: Bearer {key}" {base_url}/v1/account', flush=True)
+    print(f"portal mail (sign-in links) goes to: {mailer_for(settings.mail_url).description}", flush=True)
     _serve(replace(settings, database_url=database_url), with_worker=True)
 
 

@@ -243,3 +243,46 @@ class StripeDb:
             (account_id, stripe_event_id, Jsonb(obj)),
         )
         return rows[0]["result"]
+
+
+@dataclass(frozen=True)
+class PortalCalls:
+    """The api functions one portal transaction calls, in order, on its connection."""
+
+    conn: psycopg.AsyncConnection
+
+    async def rows(self, function: str, args: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        args = args or {}
+        cur = await self.conn.execute(_call(function, args), {k: _adapt(v) for k, v in args.items()})
+        return await cur.fetchall()
+
+    async def one(self, function: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return (await self.rows(function, args))[0]
+
+
+@dataclass(frozen=True)
+class PortalDb:
+    """The database as a portal visitor reaches it: with no API key. Every function names the portal's
+    slug; a signed-in page runs api.authenticate_portal first and then its own calls, all in one
+    transaction (the customer context lives only in it)."""
+
+    pool: AsyncConnectionPool
+    slug: str
+
+    async def visitor(self, work: Callable[[PortalCalls], Awaitable[T]]) -> T:
+        """Visitor functions (resolve, request, peek, confirm, logout) in one transaction."""
+        return await _transaction(self.pool, lambda conn: work(PortalCalls(conn)))
+
+    async def signed_in(
+        self, session_hash: bytes, work: Callable[[PortalCalls, dict[str, Any]], Awaitable[T]]
+    ) -> T:
+        """work(calls, session) after api.authenticate_portal, in the same transaction."""
+
+        async def run(conn: psycopg.AsyncConnection) -> T:
+            calls = PortalCalls(conn)
+            session = await calls.one(
+                "api.authenticate_portal", {"slug": self.slug, "session_hash": session_hash}
+            )
+            return await work(calls, session)
+
+        return await _transaction(self.pool, run)

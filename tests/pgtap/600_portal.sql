@@ -6,7 +6,7 @@
 -- licenses they own or are a member of, in one account (like tenant
 -- isolation, one level down).
 begin;
-select plan(189);
+select plan(190);
 
 \ir licensing_fixtures.sql
 
@@ -1254,6 +1254,10 @@ select is(
   ),
   row('cus_alice', false, 'https://tenant.example/account', '\x0102'::bytea)::text,
   'alice''s billing: her Stripe customer, its mode, the connection''s return URL and encrypted key'
+);
+select is(
+  (api.get_portal_billing()).account_id, tests.account_id('A'),
+  'the answer names the account its encrypted key is bound to'
 );
 select is(
   (api.get_portal_billing(return_url => 'https://portal.example/portal/acme-portal')).session_return_url,

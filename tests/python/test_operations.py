@@ -278,6 +278,8 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/webhook_deliveries"): "listWebhookDeliveries",
     ("get", "/v1/webhook_deliveries/{delivery_id}"): "getWebhookDelivery",
     ("post", "/v1/webhook_deliveries/{delivery_id}/retry"): "retryWebhookDelivery",
+    ("get", "/v1/portal/branding"): "getPortalSettings",
+    ("put", "/v1/portal/branding"): "updatePortalSettings",
 }
 
 # Routes without an API key: health, and Stripe's deliveries (signed instead).

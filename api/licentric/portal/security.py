@@ -1,0 +1,136 @@
+"""The portal's secrets and cookies: link tokens and session ids (made here, stored in SQL only as their
+sha256), CSRF tokens, the keyed hash of a client address, and the per-address limiter of link requests.
+
+Every key is derived from LICENTRIC_SECRET_KEY with HMAC and a label of its own, so the CSRF key, the
+address key and the key that encrypts Stripe credentials are never the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from litestar.datastructures import Cookie
+
+SESSION_MAX_AGE = 12 * 3600  # the absolute timeout; SQL enforces it and the 30-minute idle one
+LOGIN_COOKIE_MAX_AGE = 12 * 3600
+
+
+def new_secret() -> str:
+    """32 random bytes, URL-safe base64: a link token or a session id."""
+    return secrets.token_urlsafe(32)
+
+
+def digest(value: str) -> bytes:
+    """What SQL stores of a token or session id: its sha256."""
+    return hashlib.sha256(value.encode()).digest()
+
+
+@dataclass(frozen=True)
+class CookieJar:
+    """The portal's two cookies. With Secure (the default) they carry the __Host- prefix, so the browser
+    accepts them only from this origin over https, with Path=/ and no Domain; over plain http (a local
+    trial, LICENTRIC_PORTAL_SECURE_COOKIES=false) the prefix would make browsers drop them, so the names
+    go without it."""
+
+    secure: bool
+
+    @property
+    def session_name(self) -> str:
+        return "__Host-licentric_portal" if self.secure else "licentric_portal"
+
+    @property
+    def login_name(self) -> str:
+        """The pre-session cookie the sign-in forms' CSRF tokens are bound to."""
+        return "__Host-licentric_portal_login" if self.secure else "licentric_portal_login"
+
+    def _cookie(self, name: str, value: str, max_age: int) -> Cookie:
+        return Cookie(
+            key=name,
+            value=value,
+            max_age=max_age,
+            path="/",
+            secure=self.secure,
+            httponly=True,
+            samesite="lax",
+        )
+
+    def session(self, value: str) -> Cookie:
+        return self._cookie(self.session_name, value, SESSION_MAX_AGE)
+
+    def login(self, value: str) -> Cookie:
+        return self._cookie(self.login_name, value, LOGIN_COOKIE_MAX_AGE)
+
+    def expired(self, name: str) -> Cookie:
+        """Deletes a cookie; with the same attributes, or a browser refuses a __Host- one."""
+        return self._cookie(name, "", 0)
+
+
+class Keys:
+    """HMACs with keys derived from the service's secret key."""
+
+    def __init__(self, secret_key: bytes) -> None:
+        self._csrf = hmac.new(secret_key, b"licentric portal csrf", hashlib.sha256).digest()
+        self._address = hmac.new(secret_key, b"licentric portal address", hashlib.sha256).digest()
+
+    def address_hash(self, address: str) -> bytes:
+        """The client address as SQL counts it (api.request_portal_login's ip_hash): keyed, so the table
+        holds no address and none can be found by hashing every IPv4 address."""
+        return hmac.new(self._address, address.encode(), hashlib.sha256).digest()
+
+    def session_csrf(self, slug: str, session_hash: bytes) -> str:
+        """The CSRF token of a signed-in form: bound to the session (and the portal)."""
+        mac = hmac.new(self._csrf, b"session\x00" + slug.encode() + b"\x00" + session_hash, hashlib.sha256)
+        return mac.hexdigest()
+
+    def login_csrf(self, slug: str, login_cookie: str) -> str:
+        """The CSRF token of the sign-in and confirm forms: bound to the pre-session cookie."""
+        mac = hmac.new(
+            self._csrf, b"login\x00" + slug.encode() + b"\x00" + digest(login_cookie), hashlib.sha256
+        )
+        return mac.hexdigest()
+
+    @staticmethod
+    def same(expected: str, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+class RequestLimiter:
+    """At most `limit` events per key within `window` seconds (a sliding window), in this process.
+
+    The link-request form counts every request of a client address here, for addresses that exist or
+    not: SQL counts only the links it issues, so without this a client could ask for unknown addresses
+    as fast as it likes. It holds at most max_keys keys, dropping the least recently seen."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 3600.0,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self._clock = clock
+        self._hits: OrderedDict[bytes, deque[float]] = OrderedDict()
+
+    def allow(self, key: bytes) -> bool:
+        """Count one event for key; False when it is over the limit (and then it is not counted)."""
+        now = self._clock()
+        hits = self._hits.pop(key, None) or deque()
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        allowed = len(hits) < self.limit
+        if allowed:
+            hits.append(now)
+        if hits:
+            self._hits[key] = hits
+        while len(self._hits) > self.max_keys:
+            self._hits.popitem(last=False)
+        return allowed
