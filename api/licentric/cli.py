@@ -64,13 +64,17 @@ def _for_local_portal(settings: Settings) -> Settings:
 
 def _up(settings: Settings, database_url: str) -> None:
     settings = _for_local_portal(_with_secret_key(settings))
+    try:
+        mail = mailer_for(settings.mail_url).description
+    except ConfigurationError as exc:
+        raise SystemExit(f"configuration: {exc}") from exc
     _migrate(database_url)
     key = _demo_key(database_url)
     base_url = f"http://{settings.host}:{settings.port}"
     print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
     print(f"secret key: {key}", flush=True)
     print(f'try: curl -H "Authorization: Bearer {key}" {base_url}/v1/account', flush=True)
-    print(f"portal mail (sign-in links) goes to: {mailer_for(settings.mail_url).description}", flush=True)
+    print(f"portal mail (sign-in links) goes to: {mail}", flush=True)
     _serve(replace(settings, database_url=database_url), with_worker=True)
 
 
@@ -134,8 +138,12 @@ def _serve(settings: Settings, with_worker: bool = False) -> None:
     # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like
     # Ctrl-C does, so exit handlers (the embedded server's stop) still run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        app = create_app(settings, with_worker=with_worker)
+    except ConfigurationError as exc:  # a setting only the app's parts can judge (LICENTRIC_MAIL_URL)
+        raise SystemExit(f"configuration: {exc}") from exc
     uvicorn.run(
-        create_app(settings, with_worker=with_worker),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -152,3 +152,13 @@ def test_suspending_an_unknown_account_exits_naming_it(database_url: str):
     assert result.returncode != 0
     assert "account not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_an_unusable_mail_url_exits_naming_it(database_url: str):
+    result = run_cli(
+        "serve", env=cli_env(DATABASE_URL=database_url, LICENTRIC_MAIL_URL="smtp://"), timeout=30
+    )
+
+    assert result.returncode != 0
+    assert "configuration: LICENTRIC_MAIL_URL" in result.stderr
+    assert "Traceback" not in result.stderr
