@@ -299,8 +299,9 @@ as $$
   select 1, 5, 20, 100;
 $$;
 comment on function private.portal_login_limits() is
-'How many links may be issued: per address 1 a minute and 5 an hour, per IP hash 20 an hour, per account 100 a '
-'minute (a circuit breaker), each within one account.';
+'How many links may be issued: per address 1 a minute and 5 an hour, per account 100 a minute (a circuit '
+'breaker); and how many requests one IP hash may make an hour (20, for any address, known or not); each within '
+'one account.';
 
 create or replace function private.portal_request_login(
   account_id uuid,
@@ -337,9 +338,12 @@ begin
   perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(
     'portal_login_ip:' || portal_request_login.account_id::text || ':' || pg_catalog.encode(ip_hash, 'hex'), 0
   ));
-  -- Tokens older than a day count for no limit and sign nobody in.
+  -- Tokens older than a day count for no limit and sign nobody in; requests
+  -- older than an hour count for none either.
   delete from lic.portal_login_tokens as t
   where t.account_id = portal_request_login.account_id and t.created_at < at - interval '1 day';
+  delete from lic.portal_login_requests as r
+  where r.account_id = portal_request_login.account_id and r.requested_at < at - interval '1 hour';
   -- The same statements run whether or not a customer has the address.
   select
     count(*) filter (where t.created_at > at - interval '1 minute'),
@@ -347,11 +351,14 @@ begin
   into v_email_minute, v_email_hour
   from lic.portal_login_tokens as t
   where t.account_id = portal_request_login.account_id and t.email = v_email and t.created_at > at - interval '1 hour';
+  -- Per client: every request counts, this one too, whatever it asked for.
+  insert into lic.portal_login_requests (account_id, ip_hash, requested_at)
+  values (portal_request_login.account_id, portal_request_login.ip_hash, at);
   select count(*) into v_ip_hour
-  from lic.portal_login_tokens as t
+  from lic.portal_login_requests as r
   where
-    t.account_id = portal_request_login.account_id and t.ip_hash = portal_request_login.ip_hash
-    and t.created_at > at - interval '1 hour';
+    r.account_id = portal_request_login.account_id and r.ip_hash = portal_request_login.ip_hash
+    and r.requested_at > at - interval '1 hour';
   select count(*) into v_account_minute
   from lic.portal_login_tokens as t
   where t.account_id = portal_request_login.account_id and t.created_at > at - interval '1 minute';
@@ -367,7 +374,7 @@ begin
   if v_email_minute >= v_limits.email_per_minute or v_email_hour >= v_limits.email_per_hour then
     return row(false, 'email_rate_limited', null, null, null, null)::api.portal_login_request;
   end if;
-  if v_ip_hour >= v_limits.ip_per_hour then
+  if v_ip_hour > v_limits.ip_per_hour then
     return row(false, 'ip_rate_limited', null, null, null, null)::api.portal_login_request;
   end if;
   if v_account_minute >= v_limits.account_per_minute then
@@ -412,9 +419,10 @@ end;
 $$;
 comment on function api.request_portal_login(text, text, bytea, bytea) is
 'A visitor asks for a sign-in link (needs no key). token_hash is the sha256 of the 32 random bytes the web '
-'layer put in the link; ip_hash the sha256 of the visitor''s IP (with a secret). If a customer of the account '
-'has the address (case-insensitively) and the limits allow (per address 1 a minute and 5 an hour, per IP 20 an '
-'hour, per account 100 a minute), the token is stored (15 minutes, single use), the address''s earlier unused '
+'layer put in the link; ip_hash the sha256 of the visitor''s IP (with a secret). Every request counts toward its '
+'IP''s limit (20 an hour, whatever address it asks for). If a customer of the account has the address '
+'(case-insensitively) and the limits allow (per address 1 link a minute and 5 an hour, per IP 20 requests an '
+'hour, per account 100 links a minute), the token is stored (15 minutes, single use), the address''s earlier unused '
 'tokens are voided and the answer says send, to whom, and with which branding; otherwise nothing is stored and '
 'the answer says not to send. The answer is for the web layer only: the visitor always gets the same page. '
 'Errors: LNTFD (404) unknown slug, LINVL (422) malformed email or hash.';

@@ -116,10 +116,8 @@ class Settings:
     webhook_poll_interval: float = 5
     webhook_retention_days: int = 30
     # The customer portal (licentric/portal/): whether its cookies are Secure, with the __Host- prefix (turn
-    # off only to use it over plain http on this machine); link requests one client address may make an
-    # hour, whatever the address asked for (the SQL limits count only links issued, decision 46).
+    # off only to use it over plain http on this machine).
     portal_secure_cookies: bool = True
-    portal_login_requests_per_hour: int = 30
     # Where mail goes (licentric/mail.py): smtp://user:pass@host:587 (STARTTLS), smtps://…:465 (TLS),
     # smtp+insecure://host:1025 (no TLS: a local mail catcher), file:///dir (one .eml per message) or
     # console: (standard output); None: mail cannot be sent (logged). The sender's address.
@@ -163,8 +161,6 @@ class Settings:
             raise ConfigurationError("LICENTRIC_WEBHOOK_POLL_INTERVAL must be above 0")
         if self.webhook_retention_days < 1:
             raise ConfigurationError("LICENTRIC_WEBHOOK_RETENTION_DAYS must be at least 1")
-        if self.portal_login_requests_per_hour < 1:
-            raise ConfigurationError("LICENTRIC_PORTAL_LOGIN_REQUESTS_PER_HOUR must be at least 1")
         if self.mail_url is not None and self.mail_url.partition(":")[0].lower() not in MAIL_SCHEMES:
             raise ConfigurationError(
                 "LICENTRIC_MAIL_URL must start with one of " + ", ".join(f"{s}:" for s in MAIL_SCHEMES)
@@ -203,7 +199,6 @@ class Settings:
             webhook_poll_interval=_seconds("LICENTRIC_WEBHOOK_POLL_INTERVAL", 5),
             webhook_retention_days=_int("LICENTRIC_WEBHOOK_RETENTION_DAYS", 30),
             portal_secure_cookies=_bool("LICENTRIC_PORTAL_SECURE_COOKIES", True),
-            portal_login_requests_per_hour=_int("LICENTRIC_PORTAL_LOGIN_REQUESTS_PER_HOUR", 30),
             mail_url=os.environ.get("LICENTRIC_MAIL_URL") or None,
             mail_from=os.environ.get("LICENTRIC_MAIL_FROM") or "no-reply@localhost",
         )

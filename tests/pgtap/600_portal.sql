@@ -6,7 +6,7 @@
 -- licenses they own or are a member of, in one account (like tenant
 -- isolation, one level down).
 begin;
-select plan(190);
+select plan(193);
 
 \ir licensing_fixtures.sql
 
@@ -460,27 +460,51 @@ select results_eq(
   'each new link voided the address''s earlier unused one (one already expired is left as it is)'
 );
 
--- Per IP: 20 links an hour, whoever they were for.
-insert into lic.portal_login_tokens (account_id, token_hash, customer_id, email, ip_hash, created_at, expires_at)
-select
-  tests.account_id('A') as account_id,
-  tests.h('busy ' || n) as token_hash,
-  tests.id('carol') as customer_id,
-  'busy' || n || '@example.com' as email,
-  tests.h('ip busy') as ip_hash,
-  now() - interval '50 minutes' as created_at,
-  now() - interval '35 minutes' as expires_at
-from generate_series(1, 20) as n;
+-- Per IP: 20 requests an hour, whatever they asked for (unknown addresses
+-- too), counted in lic.portal_login_requests; older ones count for nothing.
 select tests.visit();
+select is(
+  (
+    select array_agg(distinct r.reason)
+    from generate_series(1, 20) as n
+    cross join lateral api.request_portal_login(
+      'acme-portal', 'nobody' || n || '@example.com', tests.h('T-nobody ' || n), tests.h('ip busy')
+    ) as r
+  ),
+  array['unknown_email'],
+  'twenty requests for unknown addresses store no token'
+);
 select is(
   (
     select row(r.send, r.reason)::text
     from api.request_portal_login('acme-portal', 'bob@example.com', tests.h('T-bob-busy'), tests.h('ip busy')) as r
   ),
   row(false, 'ip_rate_limited')::text,
-  'per IP: the 21st link within an hour is not sent'
+  'per IP: the 21st request within an hour gets no link, though the first twenty asked for unknown addresses'
 );
 select tests.clear_context();
+update lic.portal_login_requests
+set requested_at = requested_at - interval '61 minutes'
+where ip_hash = tests.h('ip busy');
+select tests.visit();
+select is(
+  (
+    select count(*)::integer
+    from api.request_portal_login('acme-portal', 'nobody@example.com', tests.h('T-later'), tests.h('ip busy'))
+  ),
+  1,
+  'an hour later the IP may ask again'
+);
+select tests.clear_context();
+select is(
+  (
+    select count(*)::integer
+    from lic.portal_login_requests
+    where ip_hash = tests.h('ip busy')
+  ),
+  1,
+  'requests older than an hour were deleted by the next request to the portal'
+);
 -- Per account: a circuit breaker of 100 links a minute.
 insert into lic.portal_login_tokens (account_id, token_hash, customer_id, email, ip_hash, created_at, expires_at)
 select

@@ -408,6 +408,7 @@ begin
     seed_licensing.account_id, sha256(convert_to('token ' || seed_licensing.account_id::text, 'UTF8')), v_customer,
     'seed@example.com', sha256('\x00'::bytea), now(), now() + interval '15 minutes'
   );
+  insert into lic.portal_login_requests (account_id, ip_hash) values (seed_licensing.account_id, sha256('\x00'::bytea));
   insert into lic.portal_sessions (account_id, session_hash, customer_id, email, created_at, last_seen_at, expires_at)
   values (
     seed_licensing.account_id, sha256(convert_to('session ' || seed_licensing.account_id::text, 'UTF8')), v_customer,

@@ -180,7 +180,6 @@ def portal_client(settings: Any, mail_dir: Path, **changes: Any) -> Any:
 
     changed = {
         "mail_url": f"file://{mail_dir}",
-        "portal_login_requests_per_hour": 1000,
         **changes,
     }
     client = AsyncTestClient(app=create_app(replace(settings, **changed)), base_url="https://licentric.test")

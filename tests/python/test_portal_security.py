@@ -473,14 +473,12 @@ async def test_one_address_gets_one_link_a_minute(web, tenant, mail_dir, databas
     assert len(tokens(database_url, tenant.customers["alice@example.com"])) == 1
 
 
-async def test_a_client_address_is_limited_whatever_it_asks_for(settings, mail_dir, account, database_url):
-    async with portal_client(settings, mail_dir, portal_login_requests_per_hour=3) as web:
-        tenant = await open_portal(web, account, database_url)
-        await add_customer(web, tenant, "alice@example.com")
-        answers = [await request_link(web, tenant, f"nobody{i}@example.com") for i in range(3)]
-        answers.append(await request_link(web, tenant, "alice@example.com"))
-        assert len({comparable(a) for a in [*answers]}) == 1
-        assert not mails_to(mail_dir, "alice@example.com")
+async def test_a_client_address_is_limited_whatever_it_asks_for(web, tenant, mail_dir):
+    # 20 requests an hour per client address (SQL counts every one, unknown addresses too).
+    answers = [await request_link(web, tenant, f"nobody{i}@example.com") for i in range(20)]
+    answers.append(await request_link(web, tenant, "alice@example.com"))
+    assert len({comparable(a) for a in answers}) == 1
+    assert not mails_to(mail_dir, "alice@example.com")
 
 
 async def test_a_malformed_address_is_a_form_error(web, tenant, mail_dir):
@@ -543,7 +541,6 @@ def test_known_and_unknown_addresses_answer_in_the_same_time(settings, account, 
             replace(
                 settings,
                 mail_url=smtp.url,
-                portal_login_requests_per_hour=1000,
                 portal_secure_cookies=False,  # plain http here
             )
         )

@@ -2,8 +2,7 @@
 
 Each handler maps a form or a page to api.*portal* calls: who the visitor is, what they may see and do,
 every limit and timeout is decided in SQL (functions/85_portal.sql). What lives here is the web's own
-part: cookies, CSRF, the keyed client address, the in-process limiter of link requests, rendering, and
-sending mail after the answer has left.
+part: cookies, CSRF, the keyed client address, rendering, and sending mail after the answer has left.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from licentric.db import PortalCalls, PortalDb
 from licentric.errors import REGISTRY, STANDARD, ApiError
 from licentric.mail import build_message, mailer_for, parse_address, send_quietly
 from licentric.portal.render import STATIC, Theme, environment, usage_chart
-from licentric.portal.security import CookieJar, Keys, RequestLimiter, digest, new_secret
+from licentric.portal.security import CookieJar, Keys, digest, new_secret
 from licentric.settings import Settings
 from licentric.stripe_api import StripeApi
 
@@ -92,14 +91,13 @@ def _database_error(exc: psycopg.Error, face: dict[str, Any] | None) -> PortalEr
 
 class PortalSite:
     """What every portal request shares, made once per app (create_app): settings, templates, cookie
-    names, keys, the link-request limiter and the mail backend."""
+    names, keys and the mail backend."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.env = environment()
         self.cookies = CookieJar(settings.portal_secure_cookies)
         self.keys = Keys(settings.secret_key) if settings.secret_key else None
-        self.limiter = RequestLimiter(settings.portal_login_requests_per_hour)
         self.mailer = mailer_for(settings.mail_url)
         self.sender = parse_address(settings.mail_from)
 
@@ -395,14 +393,11 @@ class PortalController(Controller):
         site.check_login_csrf(request, slug, form)
         keys = site.require_keys()
         address = keys.address_hash(get_remote_address(request))
-        allowed = site.limiter.allow(address)
         token = new_secret()
         email = form.get("email", "").strip()
 
-        async def work(calls: PortalCalls) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        async def work(calls: PortalCalls) -> tuple[dict[str, Any], dict[str, Any]]:
             face = await calls.one("api.resolve_portal", {"slug": slug})
-            if not allowed:
-                return face, None
             answer = await calls.one(
                 "api.request_portal_login",
                 {"slug": slug, "email": email, "token_hash": digest(token), "ip_hash": address},
@@ -427,9 +422,9 @@ class PortalController(Controller):
                 error="Enter your email address, like name@example.com.",
                 email=email[:320],
             )
-        outcome = answer["reason"] if answer else "client_rate_limited"
+        outcome = answer["reason"]  # for the log only: the page is the same whatever it says
         log.info("portal sign-in link requested", extra={"fields": {"portal": slug, "outcome": outcome}})
-        background = BackgroundTask(site.send_login, answer, token) if answer and answer["send"] else None
+        background = BackgroundTask(site.send_login, answer, token) if answer["send"] else None
         return site.page("sent.html", status=202, face=face, background=background)
 
     @get("/login/confirm")

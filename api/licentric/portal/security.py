@@ -1,5 +1,5 @@
 """The portal's secrets and cookies: link tokens and session ids (made here, stored in SQL only as their
-sha256), CSRF tokens, the keyed hash of a client address, and the per-address limiter of link requests.
+sha256), CSRF tokens, and the keyed hash of a client address (what SQL counts link requests by).
 
 Every key is derived from LICENTRIC_SECRET_KEY with HMAC and a label of its own, so the CSRF key, the
 address key and the key that encrypts Stripe credentials are never the same bytes.
@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from litestar.datastructures import Cookie
@@ -98,39 +95,3 @@ class Keys:
     @staticmethod
     def same(expected: str, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(expected.encode(), given.encode())
-
-
-class RequestLimiter:
-    """At most `limit` events per key within `window` seconds (a sliding window), in this process.
-
-    The link-request form counts every request of a client address here, for addresses that exist or
-    not: SQL counts only the links it issues, so without this a client could ask for unknown addresses
-    as fast as it likes. It holds at most max_keys keys, dropping the least recently seen."""
-
-    def __init__(
-        self,
-        limit: int,
-        window: float = 3600.0,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._clock = clock
-        self._hits: OrderedDict[bytes, deque[float]] = OrderedDict()
-
-    def allow(self, key: bytes) -> bool:
-        """Count one event for key; False when it is over the limit (and then it is not counted)."""
-        now = self._clock()
-        hits = self._hits.pop(key, None) or deque()
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        allowed = len(hits) < self.limit
-        if allowed:
-            hits.append(now)
-        if hits:
-            self._hits[key] = hits
-        while len(self._hits) > self.max_keys:
-            self._hits.popitem(last=False)
-        return allowed
