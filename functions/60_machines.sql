@@ -304,6 +304,48 @@ $$;
 comment on function api.deactivate_machine(uuid) is
 'Deactivate (delete) a machine, freeing its place on the license; returns it as it was. Errors: LNTFD (404).';
 
+create or replace function private.move_machine(machine lic.machines, target lic.licenses)
+returns api.machine
+language plpgsql
+volatile
+as $$
+declare
+  v_machine lic.machines := machine;
+  v_policy lic.license_policies;
+  v_before api.machine := private.machine_view(machine);
+  v_after api.machine;
+begin
+  -- Whoever may move it (a key of the account, or the customer in the
+  -- portal), the target must take it: usable, room within max_machines
+  -- (silent machines make room), and not already holding its fingerprint.
+  perform private.require_usable_license(target);
+  select p.* into v_policy
+  from lic.license_policies as p
+  where p.account_id = target.account_id and p.id = target.policy_id;
+  perform private.make_room_for_machine(target, v_policy);
+  if exists (
+    select from lic.machines as m
+    where m.account_id = target.account_id and m.license_id = target.id and m.fingerprint = machine.fingerprint
+  ) then
+    raise exception using errcode = 'LSTAT', column = 'license_id',
+      message = 'a machine with this fingerprint is already activated on that license';
+  end if;
+  update lic.machines as m
+  set license_id = target.id, updated_at = now()
+  where m.account_id = target.account_id and m.id = machine.id
+  returning m.* into v_machine;
+  v_after := private.machine_view(v_machine, v_policy.heartbeat_interval);
+  perform private.emit_event(
+    target.account_id, 'machine.transferred', to_jsonb(v_after),
+    private.previous_attributes(to_jsonb(v_before), to_jsonb(v_after))
+  );
+  return v_after;
+end;
+$$;
+comment on function private.move_machine(lic.machines, lic.licenses) is
+'Move a machine to a license (locked by the caller) that can take it: usable, within max_machines, without that '
+'fingerprint; emits machine.transferred. Errors: LSTAT.';
+
 create or replace function api.transfer_machine(machine_id uuid, license_id uuid)
 returns api.machine
 language plpgsql
@@ -316,13 +358,9 @@ declare
   v_machine lic.machines := private.find_machine(machine_id, lock => true);
   v_source lic.licenses;
   v_target lic.licenses;
-  v_policy lic.license_policies;
-  v_before api.machine;
-  v_after api.machine;
 begin
-  v_before := private.machine_view(v_machine);
   if v_machine.license_id = transfer_machine.license_id then
-    return v_before;
+    return private.machine_view(v_machine);
   end if;
   v_target := private.locked_license(transfer_machine.license_id);
   select l.* into v_source from lic.licenses as l where l.account_id = v_account_id and l.id = v_machine.license_id;
@@ -330,28 +368,7 @@ begin
     raise exception using errcode = 'LSTAT', column = 'license_id',
       message = 'a machine can only move to another license of the same customer';
   end if;
-  perform private.require_usable_license(v_target);
-  select p.* into v_policy
-  from lic.license_policies as p
-  where p.account_id = v_account_id and p.id = v_target.policy_id;
-  perform private.make_room_for_machine(v_target, v_policy);
-  if exists (
-    select from lic.machines as m
-    where m.account_id = v_account_id and m.license_id = v_target.id and m.fingerprint = v_machine.fingerprint
-  ) then
-    raise exception using errcode = 'LSTAT', column = 'license_id',
-      message = 'a machine with this fingerprint is already activated on that license';
-  end if;
-  update lic.machines as m
-  set license_id = v_target.id, updated_at = now()
-  where m.account_id = v_account_id and m.id = v_machine.id
-  returning m.* into v_machine;
-  v_after := private.machine_view(v_machine, v_policy.heartbeat_interval);
-  perform private.emit_event(
-    v_account_id, 'machine.transferred', to_jsonb(v_after),
-    private.previous_attributes(to_jsonb(v_before), to_jsonb(v_after))
-  );
-  return v_after;
+  return private.move_machine(v_machine, v_target);
 end;
 $$;
 comment on function api.transfer_machine(uuid, uuid) is

@@ -976,41 +976,16 @@ declare
   v_ids uuid[] := private.portal_customer_ids();
   v_machine lic.machines := private.portal_find_machine(machine_id, v_ids);
   v_target lic.licenses;
-  v_policy lic.license_policies;
-  v_before api.machine;
-  v_after api.machine;
 begin
-  v_before := private.machine_view(v_machine);
   if v_machine.license_id = transfer_portal_machine.license_id then
-    return v_before;
+    return private.machine_view(v_machine);
   end if;
   v_target := private.portal_find_license(transfer_portal_machine.license_id, v_ids, lock => true);
   if private.portal_role(v_target, v_ids) <> 'owner' then
     raise exception using errcode = 'LDNID', column = 'license_id',
       message = 'a machine can only move to a license you own';
   end if;
-  perform private.require_usable_license(v_target);
-  select p.* into v_policy
-  from lic.license_policies as p
-  where p.account_id = v_account_id and p.id = v_target.policy_id;
-  perform private.make_room_for_machine(v_target, v_policy);
-  if exists (
-    select from lic.machines as m
-    where m.account_id = v_account_id and m.license_id = v_target.id and m.fingerprint = v_machine.fingerprint
-  ) then
-    raise exception using errcode = 'LSTAT', column = 'license_id',
-      message = 'a machine with this fingerprint is already activated on that license';
-  end if;
-  update lic.machines as m
-  set license_id = v_target.id, updated_at = now()
-  where m.account_id = v_account_id and m.id = v_machine.id
-  returning m.* into v_machine;
-  v_after := private.machine_view(v_machine, v_policy.heartbeat_interval);
-  perform private.emit_event(
-    v_account_id, 'machine.transferred', to_jsonb(v_after),
-    private.previous_attributes(to_jsonb(v_before), to_jsonb(v_after))
-  );
-  return v_after;
+  return private.move_machine(v_machine, v_target);
 end;
 $$;
 comment on function api.transfer_portal_machine(uuid, uuid) is
