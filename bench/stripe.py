@@ -2,7 +2,7 @@
 
     make bench
 
-Each delivery is one transaction calling api.apply_stripe_event as lic_app
+Each delivery is one transaction calling service.apply_stripe_event as lic_app
 (RLS active): record the event once, merge its facts, derive the licenses,
 emit their events. The floor is what any webhook handler must do at least:
 one transaction inserting the same event body into a table unique on
@@ -113,7 +113,7 @@ def run(url: str, account: str, clients: int, floor: bool, offset: int) -> float
                         )
                     else:
                         conn.execute(
-                            "select api.apply_stripe_event(account_id => %s, event => %s::jsonb,"
+                            "select service.apply_stripe_event(account_id => %s, event => %s::jsonb,"
                             " livemode => false)",
                             (account, body),
                         )

@@ -1,4 +1,4 @@
--- Stripe auto-sync: api.apply_stripe_event is the one place Stripe changes
+-- Stripe auto-sync: service.apply_stripe_event is the one place Stripe changes
 -- licenses (docs/stripe.md has the status model and the outcomes).
 --
 -- Each event only merges facts (sql/0009_stripe.sql): the newest
@@ -1280,7 +1280,7 @@ $$;
 comment on function private.stripe_begin(uuid) is
 'Act for the account Stripe delivered to: the caller verified the signature with that account''s secret.';
 
-create or replace function api.apply_stripe_event(account_id uuid, event jsonb, livemode boolean default null)
+create or replace function service.apply_stripe_event(account_id uuid, event jsonb, livemode boolean default null)
 returns jsonb
 language plpgsql
 volatile
@@ -1333,14 +1333,14 @@ begin
   return private.stripe_run(account_id, v_ledger_id, event, livemode);
 end;
 $$;
-comment on function api.apply_stripe_event(uuid, jsonb, boolean) is
+comment on function service.apply_stripe_event(uuid, jsonb, boolean) is
 'Record a Stripe event delivered to this account and apply it in the same transaction, once per event id, in '
 'any order (docs/stripe.md: the status model). The caller has verified its signature; livemode is the mode of '
 'the secret that did. Answers {outcome: applied | duplicate | stale | ignored | parked | needs_refetch | failed '
 '| invalid, id, stripe_event_id, detail, refetch, licenses, subscription_id}. Errors: LNTFD (404) no such '
 'account.';
 
-create or replace function api.apply_stripe_refetch(account_id uuid, stripe_event_id text, object jsonb)
+create or replace function service.apply_stripe_refetch(account_id uuid, stripe_event_id text, object jsonb)
 returns jsonb
 language plpgsql
 volatile
@@ -1363,10 +1363,10 @@ begin
   return private.stripe_run(account_id, v_event.id, v_event.payload, v_event.verified_livemode, object);
 end;
 $$;
-comment on function api.apply_stripe_refetch(uuid, text, jsonb) is
+comment on function service.apply_stripe_refetch(uuid, text, jsonb) is
 'Apply the object an event''s needs_refetch named, as just fetched from Stripe with the tenant''s key (a '
 'subscription, a checkout session with its line items, or an invoice payment), and record the outcome on that '
-'event. Answers as api.apply_stripe_event. Errors: LNTFD (404) no such account or event, LINVL (422).';
+'event. Answers as service.apply_stripe_event. Errors: LNTFD (404) no such account or event, LINVL (422).';
 
 create or replace function api.reprocess_stripe_event(stripe_event_id uuid)
 returns jsonb
@@ -1394,7 +1394,7 @@ end;
 $$;
 comment on function api.reprocess_stripe_event(uuid) is
 'Apply a recorded Stripe event again (after a mapping, a plan upgrade or a fix); facts merge idempotently, so '
-'nothing counts twice. Answers as api.apply_stripe_event, with account_id. Errors: LNTFD (404), LSTAT (409) '
+'nothing counts twice. Answers as service.apply_stripe_event, with account_id. Errors: LNTFD (404), LSTAT (409) '
 'invalid event.';
 
 create or replace function private.stripe_sync_mapping(account_id uuid, stripe_price_id text, stripe_product_id text)

@@ -226,7 +226,7 @@ comment on function api.get_stripe_api_key(boolean) is
 -- web layer needs the account's secrets to verify one before it trusts
 -- anything in it. Only ciphertext leaves, which only the application's key
 -- opens, and only for that account (its id is bound into each ciphertext).
-create or replace function api.stripe_credentials(account_id uuid)
+create or replace function service.stripe_credentials(account_id uuid)
 returns table (livemode boolean, kind text, ciphertext bytea, webhook_endpoint_id text)
 language plpgsql
 volatile
@@ -262,7 +262,7 @@ begin
   order by x.kind, x.livemode, x.at desc, x.id desc;
 end;
 $$;
-comment on function api.stripe_credentials(uuid) is
+comment on function service.stripe_credentials(uuid) is
 'For the inbound Stripe webhook, before any key exists: the encrypted API keys (kind api_key) and still-valid '
 'signing secrets (kind webhook_secret, newest first) of the account, per mode. Needs no API key; acts in a '
 'stripe context for that account only. An unknown account has none (no rows). Errors: LNTFD (404) no '

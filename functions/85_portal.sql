@@ -8,7 +8,7 @@
 --                                 admits it) before any tenant table is read,
 --                                 so tokens and sessions are found under the
 --                                 tenant policy like API keys are;
---   a signed-in customer          api.authenticate_portal (or the confirm that
+--   a signed-in customer          service.authenticate_portal (or the confirm that
 --                                 made the session) sets a 'customer' context
 --                                 whose principal is the session; the portal
 --                                 functions admit only that kind, and every
@@ -240,7 +240,7 @@ $$;
 comment on function private.portal_face(uuid) is
 'What a visitor may see of an account''s portal; branding only while the tenant plan allows it.';
 
-create or replace function api.resolve_portal(slug text)
+create or replace function service.resolve_portal(slug text)
 returns api.portal_face
 language plpgsql
 volatile
@@ -251,7 +251,7 @@ begin
   return private.portal_face(private.portal_begin(slug));
 end;
 $$;
-comment on function api.resolve_portal(text) is
+comment on function service.resolve_portal(text) is
 'The public face of the portal with this slug (needs no key): the account''s name and, when its plan allows '
 'custom branding, its product name, logo and colours (else null: the default look). Errors: LNTFD (404) '
 'unknown slug.';
@@ -406,7 +406,7 @@ comment on function private.portal_request_login(uuid, text, bytea, bytea, times
 'Issue a magic-link token (its sha256) for an address of an account at an instant, within the limits, voiding '
 'the address''s earlier unused tokens; answers whether and to whom to send it. Errors: LINVL.';
 
-create or replace function api.request_portal_login(slug text, email text, token_hash bytea, ip_hash bytea)
+create or replace function service.request_portal_login(slug text, email text, token_hash bytea, ip_hash bytea)
 returns api.portal_login_request
 language plpgsql
 volatile
@@ -417,7 +417,7 @@ begin
   return private.portal_request_login(private.portal_begin(slug), email, token_hash, ip_hash, now());
 end;
 $$;
-comment on function api.request_portal_login(text, text, bytea, bytea) is
+comment on function service.request_portal_login(text, text, bytea, bytea) is
 'A visitor asks for a sign-in link (needs no key). token_hash is the sha256 of the 32 random bytes the web '
 'layer put in the link; ip_hash the sha256 of the visitor''s IP (with a secret). Every request counts toward its '
 'IP''s limit (20 an hour, whatever address it asks for). If a customer of the account has the address '
@@ -455,7 +455,7 @@ $$;
 comment on function private.portal_peek_login(uuid, bytea, timestamptz) is
 'Whether a token can sign in at an instant, and its masked address, changing nothing. Errors: LINVL.';
 
-create or replace function api.peek_portal_login(slug text, token_hash bytea)
+create or replace function service.peek_portal_login(slug text, token_hash bytea)
 returns api.portal_login_peek
 language plpgsql
 volatile
@@ -466,7 +466,7 @@ begin
   return private.portal_peek_login(private.portal_begin(slug), token_hash, now());
 end;
 $$;
-comment on function api.peek_portal_login(text, bytea) is
+comment on function service.peek_portal_login(text, bytea) is
 'For the page a sign-in link opens (GET and HEAD; needs no key): whether the token can still sign in and the '
 'masked address it was sent to (null for a token never issued). Changes nothing, so mail scanners cannot use a '
 'link up. Errors: LNTFD (404) unknown slug, LINVL (422) malformed hash.';
@@ -544,7 +544,7 @@ comment on function private.portal_confirm_login(uuid, bytea, bytea, bytea, time
 'Spend a token at an instant and start a new session under session_hash (deleting the one under '
 'replaces_session_hash); sets the customer context. Errors: LAUTH, LINVL.';
 
-create or replace function api.confirm_portal_login(
+create or replace function service.confirm_portal_login(
   slug text,
   token_hash bytea,
   session_hash bytea,
@@ -560,7 +560,7 @@ begin
   return private.portal_confirm_login(private.portal_begin(slug), token_hash, session_hash, replaces_session_hash, now());
 end;
 $$;
-comment on function api.confirm_portal_login(text, bytea, bytea, bytea) is
+comment on function service.confirm_portal_login(text, bytea, bytea, bytea) is
 'The confirm POST (needs no key): spend the sign-in token (single use, within 15 minutes, for a customer who '
 'still has the address) and start a NEW server-side session whose id the web layer just generated: session_hash '
 'is its sha256 (a session id from the request is never reused; pass the old cookie''s hash as '
@@ -609,7 +609,7 @@ comment on function private.portal_authenticate(uuid, bytea, timestamptz) is
 'Check a session at an instant (timeouts, the customer''s address unchanged), mark it seen and set the customer '
 'context. Errors: LAUTH.';
 
-create or replace function api.authenticate_portal(slug text, session_hash bytea)
+create or replace function service.authenticate_portal(slug text, session_hash bytea)
 returns api.portal_session
 language plpgsql
 volatile
@@ -620,13 +620,13 @@ begin
   return private.portal_authenticate(private.portal_begin(slug), session_hash, now());
 end;
 $$;
-comment on function api.authenticate_portal(text, bytea) is
+comment on function service.authenticate_portal(text, bytea) is
 'Resolve a portal session cookie (session_hash: the sha256 of its value) and set the customer context for the '
 'rest of the transaction; call it first on every signed-in page. Enforces the idle (30 minutes since last seen) '
 'and absolute (12 hours) timeouts, ends the session when its customer''s email changed, and marks it seen. '
 'Errors: LNTFD (404) unknown slug, LAUTH (401) no such session, expired or ended.';
 
-create or replace function api.logout_portal(slug text, session_hash bytea)
+create or replace function service.logout_portal(slug text, session_hash bytea)
 returns boolean
 language plpgsql
 volatile
@@ -642,7 +642,7 @@ begin
   return found;
 end;
 $$;
-comment on function api.logout_portal(text, bytea) is
+comment on function service.logout_portal(text, bytea) is
 'Sign out: delete the session with this hash (needs no key; expired or not) and drop the customer context. '
 'Answers whether a session was deleted. Errors: LNTFD (404) unknown slug.';
 
@@ -765,7 +765,7 @@ $$;
 comment on function private.portal_license_view(lic.licenses, text, timestamptz) is
 'A license as the portal shows it to a customer with this role, at an instant.';
 
-create or replace function api.list_portal_licenses(page_limit integer default 100, starting_after uuid default null)
+create or replace function service.list_portal_licenses(page_limit integer default 100, starting_after uuid default null)
 returns setof api.portal_license
 language plpgsql
 stable
@@ -792,13 +792,13 @@ begin
   limit private.page_rows(page_limit, starting_after, null);
 end;
 $$;
-comment on function api.list_portal_licenses(integer, uuid) is
+comment on function service.list_portal_licenses(integer, uuid) is
 'The portal overview: the signed-in customer''s licenses (owned or held as a member), newest first, each with '
 'its role, plan, status (past_due with grace_ends_at, overdue after it), expiry, paid_through, Stripe renewal or '
 'scheduled end, machines and seats against their limits and effective entitlement codes; a keyset page of up '
 'to page_limit + 1 rows. Customer context only. Errors: LAUTH (401), LDNID (403) not a customer, LINVL (422).';
 
-create or replace function api.get_portal_license(license_id uuid)
+create or replace function service.get_portal_license(license_id uuid)
 returns api.portal_license
 language plpgsql
 stable
@@ -815,11 +815,11 @@ begin
   return private.portal_license_view(v_license, private.portal_role(v_license, v_ids));
 end;
 $$;
-comment on function api.get_portal_license(uuid) is
+comment on function service.get_portal_license(uuid) is
 'One license of the signed-in customer, as in the overview. Customer context only. Errors: LAUTH (401), '
 'LDNID (403) not a customer, LNTFD (404) not one of theirs.';
 
-create or replace function api.list_portal_entitlements(license_id uuid)
+create or replace function service.list_portal_entitlements(license_id uuid)
 returns setof api.license_entitlement
 language plpgsql
 stable
@@ -834,7 +834,7 @@ begin
   return query select * from private.license_entitlement_rows(v_license);
 end;
 $$;
-comment on function api.list_portal_entitlements(uuid) is
+comment on function service.list_portal_entitlements(uuid) is
 'The effective entitlements of one of the signed-in customer''s licenses, sorted by code, with names and source '
 '(policy or grant). Customer context only. Errors: LAUTH (401), LDNID (403) not a customer, LNTFD (404) not one '
 'of theirs.';
@@ -865,7 +865,7 @@ $$;
 comment on function private.portal_budgets(lic.licenses, timestamptz) is
 'The budgets of a license and of its active agents, with the use of the period containing at.';
 
-create or replace function api.list_portal_budgets(license_id uuid)
+create or replace function service.list_portal_budgets(license_id uuid)
 returns setof api.portal_budget
 language plpgsql
 stable
@@ -880,13 +880,13 @@ begin
   return query select * from private.portal_budgets(v_license, now());
 end;
 $$;
-comment on function api.list_portal_budgets(uuid) is
+comment on function service.list_portal_budgets(uuid) is
 'Usage against budgets for the current period, for the portal''s chart: every budget of one of the signed-in '
 'customer''s licenses and of its active agents, with the meter, period (UTC calendar), limit, used, remaining '
 'and the period''s start and end. Customer context only. Errors: LAUTH (401), LDNID (403) not a customer, '
 'LNTFD (404) not one of theirs.';
 
-create or replace function api.list_portal_machines(
+create or replace function service.list_portal_machines(
   license_id uuid,
   page_limit integer default 100,
   starting_after uuid default null
@@ -916,7 +916,7 @@ begin
   limit v_rows;
 end;
 $$;
-comment on function api.list_portal_machines(uuid, integer, uuid) is
+comment on function service.list_portal_machines(uuid, integer, uuid) is
 'The machines of one of the signed-in customer''s licenses, newest first (alive: heard from within the '
 'heartbeat interval), a keyset page of up to page_limit + 1 rows. Customer context only. Errors: LAUTH (401), '
 'LDNID (403) not a customer, LNTFD (404) not one of theirs, LINVL (422).';
@@ -942,7 +942,7 @@ $$;
 comment on function private.portal_find_machine(uuid, uuid[]) is
 'A machine on a license these customers reach, locked FOR UPDATE. Errors: LNTFD.';
 
-create or replace function api.deactivate_portal_machine(machine_id uuid)
+create or replace function service.deactivate_portal_machine(machine_id uuid)
 returns api.machine
 language plpgsql
 volatile
@@ -959,12 +959,12 @@ begin
   return v_view;
 end;
 $$;
-comment on function api.deactivate_portal_machine(uuid) is
+comment on function service.deactivate_portal_machine(uuid) is
 'Deactivate (delete) a machine on one of the signed-in customer''s licenses, owner or member, freeing its place; '
 'returns it as it was and emits machine.deactivated. Customer context only. Errors: LAUTH (401), LDNID (403) not '
 'a customer, LNTFD (404) not one of theirs.';
 
-create or replace function api.transfer_portal_machine(machine_id uuid, license_id uuid)
+create or replace function service.transfer_portal_machine(machine_id uuid, license_id uuid)
 returns api.machine
 language plpgsql
 volatile
@@ -988,7 +988,7 @@ begin
   return private.move_machine(v_machine, v_target);
 end;
 $$;
-comment on function api.transfer_portal_machine(uuid, uuid) is
+comment on function service.transfer_portal_machine(uuid, uuid) is
 'Move a machine of one of the signed-in customer''s licenses to another usable license they own, within its '
 'max_machines (machines silent past the heartbeat interval make room); its current license is a no-op. Emits '
 'machine.transferred. Customer context only. Errors: LAUTH (401), LDNID (403) not a customer, or the target is '
@@ -1008,7 +1008,7 @@ $$;
 comment on function private.portal_member_view(lic.license_users, uuid[]) is
 'A seat as the portal shows it, marked is_you when it is one of these customers''.';
 
-create or replace function api.list_portal_members(
+create or replace function service.list_portal_members(
   license_id uuid,
   page_limit integer default 100,
   starting_after uuid default null
@@ -1035,7 +1035,7 @@ begin
   limit v_rows;
 end;
 $$;
-comment on function api.list_portal_members(uuid, integer, uuid) is
+comment on function service.list_portal_members(uuid, integer, uuid) is
 'The team of one of the signed-in customer''s licenses (owners and members see it alike): its seats by customer '
 'id, newest customer first, a keyset page of up to page_limit + 1 rows (the cursors are customer ids). Customer '
 'context only. Errors: LAUTH (401), LDNID (403) not a customer, LNTFD (404) not one of theirs, LINVL (422).';
@@ -1059,7 +1059,7 @@ $$;
 comment on function private.portal_team_license(uuid, uuid[]) is
 'A license these customers own, locked FOR NO KEY UPDATE for a team change. Errors: LNTFD, LDNID (a member).';
 
-create or replace function api.invite_portal_member(license_id uuid, email text, name text default null)
+create or replace function service.invite_portal_member(license_id uuid, email text, name text default null)
 returns api.portal_member
 language plpgsql
 volatile
@@ -1125,14 +1125,14 @@ begin
   return private.portal_member_view(v_seat, v_ids);
 end;
 $$;
-comment on function api.invite_portal_member(uuid, text, text) is
+comment on function service.invite_portal_member(uuid, text, text) is
 'An owner gives a seat on their license to an address: the account''s customer with it (case-insensitively, the '
 'oldest), else a new customer with that email and name (customer.created), as a member, within the license''s '
 'seats (bought seats, else the policy''s max_users); the invitee signs in by magic link. Someone already seated '
 'is returned unchanged. Emits license.user_added. Customer context only. Errors: LAUTH (401), LDNID (403) not a '
 'customer or not an owner, LNTFD (404) not one of theirs, LSTAT (409) no seat left, LINVL (422).';
 
-create or replace function api.remove_portal_member(license_id uuid, customer_id uuid)
+create or replace function service.remove_portal_member(license_id uuid, customer_id uuid)
 returns api.portal_member
 language plpgsql
 volatile
@@ -1163,12 +1163,12 @@ begin
   return v_view;
 end;
 $$;
-comment on function api.remove_portal_member(uuid, uuid) is
+comment on function service.remove_portal_member(uuid, uuid) is
 'An owner removes a member''s seat from their license; returns it as it was and emits license.user_removed. '
 'Owner seats stay. Customer context only. Errors: LAUTH (401), LDNID (403) not a customer or not an owner, '
 'LNTFD (404) license not theirs or no such seat, LSTAT (409) an owner''s seat.';
 
-create or replace function api.get_portal_billing(return_url text default null)
+create or replace function service.get_portal_billing(return_url text default null)
 returns api.portal_billing
 language plpgsql
 stable
@@ -1224,7 +1224,7 @@ begin
   )::api.portal_billing;
 end;
 $$;
-comment on function api.get_portal_billing(text) is
+comment on function service.get_portal_billing(text) is
 'For the billing button: the signed-in customer''s own Stripe customer id (null: no button), its mode (of its '
 'subscriptions or purchases, else the only connected mode), where Stripe returns to (return_url, else the '
 'connection''s portal_return_url), the encrypted API key of that mode (null: none connected, no button) and the '

@@ -14,7 +14,7 @@ begin
     select c.oid::regclass as name
     from pg_catalog.pg_class as c
     join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
-    where n.nspname in ('lic', 'api', 'worker', 'private')
+    where n.nspname in ('lic', 'api', 'service', 'worker', 'private')
       and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
       and not exists (  -- a serial or identity sequence follows its table
         select from pg_catalog.pg_depend as d
@@ -38,7 +38,7 @@ begin
     select p.oid::regprocedure as signature, n.nspname as schema, p.proname as name
     from pg_catalog.pg_proc as p
     join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
-    where n.nspname in ('api', 'worker', 'private')
+    where n.nspname in ('api', 'service', 'worker', 'private')
   loop
     execute format(
       'alter routine %s owner to %I', v_fn.signature,
@@ -53,7 +53,10 @@ begin
 end;
 $$;
 
-grant execute on all functions in schema api to lic_app;
+-- Tenants' backends (lic_app) reach api only; the web process (lic_web) also
+-- the service functions that trust it with an account, slug or hash.
+grant execute on all functions in schema api to lic_app, lic_web;
+grant execute on all functions in schema service to lic_web;
 grant execute on all functions in schema worker to lic_worker;
 grant execute on all functions in schema private to lic_definer, lic_maint;
 -- lic_reporting reads the security_invoker views in api (sql/0013): it

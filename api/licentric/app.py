@@ -18,7 +18,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import Receive, Scope, Send
 
 from licentric import __version__, worker
-from licentric.db import Idempotency, TenantDb, open_pool
+from licentric.db import WEB_ROLE, Idempotency, TenantDb, open_pool
 from licentric.errors import ApiError, handle_exception
 from licentric.observability import configure_logging, request_id_middleware
 from licentric.pagination import provide_page
@@ -47,8 +47,6 @@ from licentric.routes.usage import UsageController
 from licentric.routes.usage_events import BudgetCheckController, UsageEventController
 from licentric.routes.webhooks import WebhookDeliveryController, WebhookEndpointController
 from licentric.settings import Settings
-
-API_ROLE = "lic_app"
 
 
 def bearer_secret(request: Request[Any, Any, Any]) -> str:
@@ -87,8 +85,9 @@ class LicentricPrometheusController(PrometheusController):
     include_in_schema = False
 
 
-def create_app(settings: Settings | None = None, *, with_worker: bool = False) -> Litestar:
-    """The API; with_worker also runs `licentric worker`'s jobs in this process (`licentric up`)."""
+def create_app(settings: Settings | None = None, *, worker_settings: Settings | None = None) -> Litestar:
+    """The API; with worker_settings (their DATABASE_URL logs in as lic_worker) it also runs `licentric
+    worker`'s jobs in this process (`licentric up`)."""
     settings = settings or Settings.from_env()
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set")
@@ -97,7 +96,7 @@ def create_app(settings: Settings | None = None, *, with_worker: bool = False) -
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
         app.state.pool = await open_pool(
-            settings.database_url, API_ROLE, settings.pool_min_size, settings.pool_max_size
+            settings.database_url, WEB_ROLE, settings.pool_min_size, settings.pool_max_size
         )
         try:
             yield
@@ -137,7 +136,7 @@ def create_app(settings: Settings | None = None, *, with_worker: bool = False) -
             LicentricPrometheusController,
         ],
         dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},
-        lifespan=[database, *([lambda _: worker.running(settings)] if with_worker else [])],
+        lifespan=[database, *([lambda _: worker.running(worker_settings)] if worker_settings else [])],
         state=State({"settings": settings, "portal": PortalSite(settings)}),
         middleware=[
             RateLimitConfig(

@@ -18,6 +18,7 @@ import psycopg
 import uvicorn
 
 from licentric import embedded
+from licentric.db import WEB_ROLE, WORKER_ROLE, login_url
 from licentric.mail import mailer_for
 from licentric.migrate import MigrationError, migrate
 from licentric.settings import ConfigurationError, Settings, parse_secret_key
@@ -30,6 +31,13 @@ def _database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     raise SystemExit("DATABASE_URL is not set (only `licentric up` starts an embedded server)")
+
+
+def _admin_url(settings: Settings) -> str:
+    """migrate and the operator commands log in with privileges: DATABASE_ADMIN_URL, else DATABASE_URL."""
+    if settings.admin_database_url or settings.database_url:
+        return settings.admin_database_url or settings.database_url
+    raise SystemExit("DATABASE_URL is not set, nor DATABASE_ADMIN_URL (the privileged login of migrate)")
 
 
 def _with_secret_key(settings: Settings) -> Settings:
@@ -62,20 +70,26 @@ def _for_local_portal(settings: Settings) -> Settings:
     return settings
 
 
-def _up(settings: Settings, database_url: str) -> None:
+def _up(settings: Settings, admin_url: str) -> None:
+    """Migrate and seed with the privileged admin_url, then serve as lic_web and run the jobs as
+    lic_worker on the same server and database (logging in without a password: the embedded server
+    trusts its socket; elsewhere trust, peer or ~/.pgpass must let them in)."""
     settings = _for_local_portal(_with_secret_key(settings))
     try:
         mail = mailer_for(settings.mail_url).description
     except ConfigurationError as exc:
         raise SystemExit(f"configuration: {exc}") from exc
-    _migrate(database_url)
-    key = _demo_key(database_url)
+    _migrate(admin_url)
+    key = _demo_key(admin_url)
     base_url = f"http://{settings.host}:{settings.port}"
     print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
     print(f"secret key: {key}", flush=True)
     print(f'try: curl -H "Authorization: Bearer {key}" {base_url}/v1/account', flush=True)
     print(f"portal mail (sign-in links) goes to: {mail}", flush=True)
-    _serve(replace(settings, database_url=database_url), with_worker=True)
+    _serve(
+        replace(settings, database_url=login_url(admin_url, WEB_ROLE)),
+        worker_settings=replace(settings, database_url=login_url(admin_url, WORKER_ROLE)),
+    )
 
 
 def _migrate(database_url: str) -> None:
@@ -132,14 +146,14 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _serve(settings: Settings, with_worker: bool = False) -> None:
+def _serve(settings: Settings, worker_settings: Settings | None = None) -> None:
     from licentric.app import create_app
 
     # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like
     # Ctrl-C does, so exit handlers (the embedded server's stop) still run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        app = create_app(settings, with_worker=with_worker)
+        app = create_app(settings, worker_settings=worker_settings)
     except ConfigurationError as exc:  # a setting only the app's parts can judge (LICENTRIC_MAIL_URL)
         raise SystemExit(f"configuration: {exc}") from exc
     uvicorn.run(
@@ -166,15 +180,15 @@ def _worker(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="licentric", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply pending migrations (DATABASE_URL)")
+    commands.add_parser("migrate", help="apply pending migrations (DATABASE_ADMIN_URL, else DATABASE_URL)")
     for name, text in (
-        ("serve", "serve the HTTP API (DATABASE_URL)"),
+        ("serve", "serve the HTTP API (DATABASE_URL, logging in as lic_web)"),
         ("up", "migrate, serve and run the worker; starts an embedded PostgreSQL when DATABASE_URL is unset"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--host", help="address to listen on (default 127.0.0.1, LICENTRIC_HOST)")
         command.add_argument("--port", type=int, help="port to listen on (default 8000, LICENTRIC_PORT)")
-    commands.add_parser("worker", help="run the background jobs until stopped (DATABASE_URL)")
+    commands.add_parser("worker", help="run the background jobs until stopped (DATABASE_URL, as lic_worker)")
     accounts = commands.add_parser("accounts", help="manage tenant accounts").add_subparsers(
         dest="accounts_command", required=True
     )
@@ -211,25 +225,25 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, port=args.port)
 
     if args.command == "migrate":
-        _migrate(_database_url(settings))
+        _migrate(_admin_url(settings))
     elif args.command == "serve":
         _serve(replace(settings, database_url=_database_url(settings)))
     elif args.command == "worker":
         _worker(replace(settings, database_url=_database_url(settings)))
     elif args.command == "accounts" and args.accounts_command == "create":
-        print(json.dumps(create_account(_database_url(settings), args.name, args.plan)))
+        print(json.dumps(create_account(_admin_url(settings), args.name, args.plan)))
     elif args.command == "accounts":
         status = "suspended" if args.accounts_command == "suspend" else "active"
         reason = getattr(args, "reason", None)
-        print(json.dumps(set_account_status(_database_url(settings), str(args.account_id), status, reason)))
+        print(json.dumps(set_account_status(_admin_url(settings), str(args.account_id), status, reason)))
     elif args.command == "usage":
         api_key = os.environ.get("LICENTRIC_API_KEY")
         if not api_key:
             raise SystemExit("LICENTRIC_API_KEY is not set: the secret key of the account to record for")
         with args.file:
             print(json.dumps(import_usage(_database_url(settings), api_key, args.file)))
-    elif args.command == "up" and settings.database_url:
-        _up(settings, settings.database_url)
+    elif args.command == "up" and (settings.admin_database_url or settings.database_url):
+        _up(settings, _admin_url(settings))
     elif args.command == "up":
         with embedded.server() as database_url:
             _up(settings, database_url)

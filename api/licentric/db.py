@@ -1,9 +1,11 @@
 """The connection pool and the one way a request reaches the database.
 
-Every pooled connection drops to a role without RLS bypass (lic_app for the
-API, lic_worker for the worker) as soon as it is opened, whatever role
-DATABASE_URL logs in as. A request is one transaction: api.authenticate sets
-the tenant context transaction-locally, then one api.* function runs.
+Every connection logs in as the process's own role (lic_web for the API,
+lic_worker for the worker) and is checked to be exactly that role, with no
+superuser, RLS bypass or membership to climb back to (decision 51): there is
+no SET ROLE that a RESET ROLE could undo. A request is one transaction:
+api.authenticate sets the tenant context transaction-locally, then one api.*
+function runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import msgspec
 import psycopg
 from litestar import Response
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -28,39 +31,60 @@ from licentric.pagination import Page
 
 T = TypeVar("T")
 
+# The login roles of Licentric's own processes (sql/0021, decision 51).
+WEB_ROLE = "lic_web"
+WORKER_ROLE = "lic_worker"
+
 ATTEMPTS = 3  # serialization failures and deadlocks are retried this often
 
 
 class UnsafeRoleError(RuntimeError):
-    """A pooled connection could not drop to a role that RLS applies to."""
+    """A connection does not log in as the role the process must run as."""
 
 
-def _role_dropper(role: str):
-    async def configure(conn: psycopg.AsyncConnection) -> None:
-        await conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
-        cur = conn.cursor(row_factory=tuple_row)
-        await cur.execute(
-            "select current_user, r.rolsuper or r.rolbypassrls"
-            " from pg_catalog.pg_roles as r where r.rolname = current_user"
+# session_user is the login and cannot be changed without superuser; the role
+# must be neither superuser nor able to bypass RLS nor a member of any role
+# (a member could SET ROLE to it).
+_LOGIN_CHECK = """
+select session_user::text, current_user::text, r.rolsuper or r.rolbypassrls,
+  exists (select from pg_catalog.pg_auth_members as m where m.member = r.oid)
+from pg_catalog.pg_roles as r where r.rolname = session_user
+"""
+
+
+async def check_login(conn: psycopg.AsyncConnection, role: str) -> None:
+    """Raise UnsafeRoleError unless conn logged in as role itself, a role without any way up."""
+    cur = conn.cursor(row_factory=tuple_row)
+    await cur.execute(_LOGIN_CHECK)
+    login, current, privileged, member = await cur.fetchone()
+    if login != role or current != role or privileged or member:
+        raise UnsafeRoleError(
+            f"the database login is {login!r}, but this process must log in as {role!r} itself "
+            f"(a role without superuser, RLS bypass or role memberships): set DATABASE_URL to "
+            f"postgresql://{role}:PASSWORD@HOST/DB (see docs/operations.md, 'Database roles')"
         )
-        user, bypasses = await cur.fetchone()
-        if user != role or bypasses:
-            raise UnsafeRoleError(f"connection runs as {user!r}, which bypasses row level security")
 
-    return configure
+
+def login_url(url: str, role: str) -> str:
+    """The same server and database as url, logging in as role without url's password: for `licentric
+    up` and tests, where roles log in by trust, peer or ~/.pgpass rather than by a password in the URL."""
+    params = conninfo_to_dict(url)
+    params.pop("password", None)
+    return make_conninfo(**{**params, "user": role})
 
 
 async def open_pool(dsn: str, role: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
-    # Fail at once on an unreachable server or an unsafe role; the pool itself
+    """A pool of connections that log in as role (checked on each new connection)."""
+    # Fail at once on an unreachable server or a wrong login; the pool itself
     # would only log each failed connection and time out after 30 s.
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await _role_dropper(role)(conn)
+        await check_login(conn, role)
     pool = AsyncConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         kwargs={"autocommit": True, "row_factory": dict_row},
-        configure=_role_dropper(role),
+        configure=lambda conn: check_login(conn, role),
         open=False,
         timeout=10,
     )
@@ -209,7 +233,7 @@ class TenantDb:
 @dataclass(frozen=True)
 class StripeDb:
     """The database as Stripe's deliveries reach it: with no API key. Each function takes the account
-    the webhook URL names (api.stripe_credentials, to verify the signature) or that a verified
+    the webhook URL names (service.stripe_credentials, to verify the signature) or that a verified
     signature belongs to (api.apply_stripe_*), and sets that account's context itself."""
 
     pool: AsyncConnectionPool
@@ -223,12 +247,13 @@ class StripeDb:
     async def credentials(self, account_id: UUID) -> list[dict[str, Any]]:
         """The account's encrypted API keys and valid signing secrets: {livemode, kind, ciphertext,
         webhook_endpoint_id}; none for an unknown account."""
-        return await self._fetch("select * from api.stripe_credentials(account_id => %s)", (account_id,))
+        return await self._fetch("select * from service.stripe_credentials(account_id => %s)", (account_id,))
 
     async def apply_event(self, account_id: UUID, body: str, livemode: bool) -> dict[str, Any]:
         """Record and apply a delivery: body is the signed text itself, never re-serialised."""
         rows = await self._fetch(
-            "select api.apply_stripe_event(account_id => %s, event => %s::jsonb, livemode => %s) as result",
+            "select service.apply_stripe_event(account_id => %s, event => %s::jsonb, livemode => %s)"
+            " as result",
             (account_id, body, livemode),
         )
         return rows[0]["result"]
@@ -238,7 +263,7 @@ class StripeDb:
     ) -> dict[str, Any]:
         """Apply an object fetched from Stripe for the event that asked for it."""
         rows = await self._fetch(
-            "select api.apply_stripe_refetch(account_id => %s, stripe_event_id => %s, object => %s)"
+            "select service.apply_stripe_refetch(account_id => %s, stripe_event_id => %s, object => %s)"
             " as result",
             (account_id, stripe_event_id, Jsonb(obj)),
         )
@@ -263,7 +288,7 @@ class PortalCalls:
 @dataclass(frozen=True)
 class PortalDb:
     """The database as a portal visitor reaches it: with no API key. Every function names the portal's
-    slug; a signed-in page runs api.authenticate_portal first and then its own calls, all in one
+    slug; a signed-in page runs service.authenticate_portal first and then its own calls, all in one
     transaction (the customer context lives only in it)."""
 
     pool: AsyncConnectionPool
@@ -276,12 +301,12 @@ class PortalDb:
     async def signed_in(
         self, session_hash: bytes, work: Callable[[PortalCalls, dict[str, Any]], Awaitable[T]]
     ) -> T:
-        """work(calls, session) after api.authenticate_portal, in the same transaction."""
+        """work(calls, session) after service.authenticate_portal, in the same transaction."""
 
         async def run(conn: psycopg.AsyncConnection) -> T:
             calls = PortalCalls(conn)
             session = await calls.one(
-                "api.authenticate_portal", {"slug": self.slug, "session_hash": session_hash}
+                "service.authenticate_portal", {"slug": self.slug, "session_hash": session_hash}
             )
             return await work(calls, session)
 

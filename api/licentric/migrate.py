@@ -45,7 +45,7 @@ begin
     select p.oid::regprocedure as signature
     from pg_catalog.pg_proc as p
     join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
-    where n.nspname in ('api', 'worker')
+    where n.nspname in ('api', 'service', 'worker')
   loop
     execute format('drop routine %s', v_obj.signature);
   end loop;

@@ -75,6 +75,7 @@ def parse_secret_key(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Settings:
+    # The process's own login (DATABASE_URL): `serve` must log in as lic_web, `worker` as lic_worker.
     # None means "no server given": `licentric up` then starts an embedded one.
     database_url: str | None
     host: str
@@ -123,6 +124,9 @@ class Settings:
     # console: (standard output); None: mail cannot be sent (logged). The sender's address.
     mail_url: str | None = field(default=None, repr=False)
     mail_from: str = "no-reply@localhost"
+    # The privileged login of `migrate` and the operator commands (DATABASE_ADMIN_URL); None: DATABASE_URL,
+    # as installs that ran everything on one superuser URL did. Never used to serve.
+    admin_database_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # A tolerance of 0 (or less) would make the SDK skip the recency check:
@@ -201,4 +205,5 @@ class Settings:
             portal_secure_cookies=_bool("LICENTRIC_PORTAL_SECURE_COOKIES", True),
             mail_url=os.environ.get("LICENTRIC_MAIL_URL") or None,
             mail_from=os.environ.get("LICENTRIC_MAIL_FROM") or "no-reply@localhost",
+            admin_database_url=os.environ.get("DATABASE_ADMIN_URL") or None,
         )

@@ -50,7 +50,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from licentric import ssrf
 from licentric.crypto import DecryptionError, SecretBox
-from licentric.db import open_pool
+from licentric.db import check_login, open_pool
 from licentric.settings import Settings
 from licentric.webhook_signing import signature_headers
 
@@ -423,7 +423,7 @@ class Dispatcher:
                 async with await psycopg.AsyncConnection.connect(
                     self._settings.database_url or "", autocommit=True
                 ) as conn:
-                    await conn.execute(sql.SQL("set role {}").format(sql.Identifier(self._role)))
+                    await check_login(conn, self._role)
                     await conn.execute(sql.SQL("listen {}").format(sql.Identifier(CHANNEL)))
                     if delay > 0.1:
                         log.info("webhook listener reconnected")

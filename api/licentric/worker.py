@@ -1,7 +1,7 @@
 """`licentric worker`: the long-running background process (DESIGN §1).
 
 It runs the `worker.*` functions on intervals over a pool whose connections
-drop to `lic_worker`, each batch in its own transaction. A job that fails is
+log in as `lic_worker`, each batch in its own transaction. A job that fails is
 logged and runs again at its next interval; it never stops the process.
 SIGTERM or SIGINT stops it: a job still running is cancelled (its transaction
 rolls back, so the next start does that work) and the process exits 0.
@@ -29,10 +29,8 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from licentric import webhook_delivery
-from licentric.db import open_pool
+from licentric.db import WORKER_ROLE, open_pool
 from licentric.settings import Settings
-
-WORKER_ROLE = "lic_worker"
 
 log = logging.getLogger("licentric.worker")
 

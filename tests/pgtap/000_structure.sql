@@ -3,7 +3,7 @@
 -- failing check lists the offending objects. The last section creates one
 -- offender of each kind and asserts that the checks name it.
 begin;
-select plan(50);
+select plan(55);
 
 -- Each check is a temporary view listing the objects that break one rule.
 create temporary view tenant_tables as
@@ -34,7 +34,7 @@ select
   p.prosrc
 from pg_catalog.pg_proc as p
 inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
-where n.nspname in ('api', 'worker', 'private', 'lic');
+where n.nspname in ('api', 'service', 'worker', 'private', 'lic');
 
 create temporary view rls_offenders as
 select c.oid::regclass::text as offender
@@ -192,18 +192,33 @@ from pg_catalog.pg_class as c
 inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
 where n.nspname = 'api' and c.relkind in ('v', 'm') and obj_description(c.oid, 'pg_class') is null;
 
+-- Every api function proves its caller's account itself: by a key in this
+-- transaction (private.require_account, admitting key kinds only). Functions
+-- that take the account from their caller (a Stripe delivery's URL, a portal
+-- slug, a session hash) trust the web process and live in service, which no
+-- tenant role may call (decision 50).
 create temporary view require_account_offenders as
 select r.fn::text as offender
 from routines as r
 where
   r.schema = 'api'
   and r.fn <> 'api.authenticate(text)'::regprocedure
-  and strpos(r.prosrc, 'private.require_account(') = 0
-  -- Stripe's deliveries carry no key: their functions take the account the
-  -- signature was verified for.
+  and (
+    strpos(r.prosrc, 'private.require_account(') = 0
+    or strpos(r.prosrc, 'private.stripe_begin(') > 0
+    or strpos(r.prosrc, 'private.portal_begin(') > 0
+    or strpos(r.prosrc, 'private.set_context(') > 0
+    or strpos(r.prosrc, '''customer''') > 0
+  );
+
+create temporary view service_offenders as
+select r.fn::text as offender
+from routines as r
+where
+  r.schema = 'service'
   and strpos(r.prosrc, 'private.stripe_begin(') = 0
-  -- A portal visitor carries none either: the account comes from the slug.
-  and strpos(r.prosrc, 'private.portal_begin(') = 0;
+  and strpos(r.prosrc, 'private.portal_begin(') = 0
+  and strpos(r.prosrc, 'private.require_account(kinds => array[''customer''])') = 0;
 
 create temporary view security_invoker_offenders as
 select c.oid::regclass::text as offender
@@ -299,7 +314,7 @@ select is_empty(
 select functions_are(
   'api',
   array[
-    'activate_machine', 'add_license_user', 'apply_stripe_event', 'apply_stripe_refetch',
+    'activate_machine', 'add_license_user',
     'archive_license_policy', 'attach_entitlement', 'authenticate',
     'cancel_license', 'change_license_policy', 'check_budget',
     'check_entitlement', 'claim_idempotency_key', 'create_agent',
@@ -315,7 +330,7 @@ select functions_are(
     'put_stripe_connection', 'reinstate_license', 'remove_license_entitlement', 'reprocess_stripe_event',
     'remove_license_user', 'renew_license', 'revoke_agent', 'revoke_api_key', 'roll_agent_token',
     'roll_api_key', 'save_idempotent_response', 'set_license_entitlement', 'stripe_billing_portal_target',
-    'stripe_credentials', 'suspend_license',
+    'suspend_license',
     'transfer_machine', 'update_agent', 'update_customer', 'update_entitlement', 'update_license',
     'update_license_policy', 'validate_license',
     'archive_meter', 'create_budget', 'create_meter', 'delete_budget', 'get_budget', 'get_meter', 'list_budgets',
@@ -323,13 +338,21 @@ select functions_are(
     'create_webhook_endpoint', 'delete_webhook_endpoint', 'get_webhook_delivery', 'get_webhook_endpoint',
     'list_webhook_deliveries', 'list_webhook_endpoints', 'replay_webhook_endpoint', 'retry_webhook_delivery',
     'rotate_webhook_endpoint_secret', 'send_test_webhook', 'update_webhook_endpoint', 'webhook_endpoint_secrets',
-    'authenticate_portal', 'confirm_portal_login', 'deactivate_portal_machine', 'get_portal_billing',
-    'get_portal_license', 'get_portal_settings', 'invite_portal_member', 'list_portal_budgets',
-    'list_portal_entitlements', 'list_portal_licenses', 'list_portal_machines', 'list_portal_members',
-    'logout_portal', 'peek_portal_login', 'remove_portal_member', 'request_portal_login', 'resolve_portal',
-    'transfer_portal_machine', 'update_portal_settings'
+    'get_portal_settings', 'update_portal_settings'
   ],
   'the api schema exposes exactly the documented functions'
+);
+select functions_are(
+  'service',
+  array[
+    'apply_stripe_event', 'apply_stripe_refetch', 'stripe_credentials',
+    'authenticate_portal', 'confirm_portal_login', 'deactivate_portal_machine', 'get_portal_billing',
+    'get_portal_license', 'invite_portal_member', 'list_portal_budgets',
+    'list_portal_entitlements', 'list_portal_licenses', 'list_portal_machines', 'list_portal_members',
+    'logout_portal', 'peek_portal_login', 'remove_portal_member', 'request_portal_login', 'resolve_portal',
+    'transfer_portal_machine'
+  ],
+  'the service schema holds exactly the functions that trust the web process with an account, slug or hash'
 );
 select is_empty(
   'table comment_offenders',
@@ -337,12 +360,16 @@ select is_empty(
 );
 select is_empty(
   'table require_account_offenders',
-  'every api function but api.authenticate calls private.require_account, private.stripe_begin or '
-  'private.portal_begin'
+  'every api function but api.authenticate calls private.require_account for a key, and none takes its '
+  'account from the caller (stripe_begin, portal_begin, set_context, the customer kind)'
 );
 select is_empty(
-  $$select fn::text from routines where schema = 'api' and proowner <> 'lic_definer'::regrole$$,
-  'api functions are owned by lic_definer'
+  'table service_offenders',
+  'every service function begins with private.stripe_begin, private.portal_begin or a customer session'
+);
+select is_empty(
+  $$select fn::text from routines where schema in ('api', 'service') and proowner <> 'lic_definer'::regrole$$,
+  'api and service functions are owned by lic_definer'
 );
 -- The one exception: metering partition upkeep is DDL on lic.metering_events,
 -- which only its owner may do (decision 29).
@@ -389,7 +416,21 @@ select is_empty(
 );
 select is_empty(
   $$select fn::text from routines where schema <> 'api' and has_function_privilege('lic_app', fn, 'execute')$$,
-  'lic_app can execute no function outside api'
+  'lic_app (tenants'' backends) can execute no function outside api: no service function'
+);
+select is_empty(
+  $$
+    select fn::text from routines
+    where schema in ('api', 'service') and not has_function_privilege('lic_web', fn, 'execute')
+  $$,
+  'lic_web (the web process) can execute every api and service function'
+);
+select is_empty(
+  $$
+    select fn::text from routines
+    where schema not in ('api', 'service') and has_function_privilege('lic_web', fn, 'execute')
+  $$,
+  'lic_web can execute nothing else'
 );
 
 -- Views
@@ -406,16 +447,16 @@ select is_empty(
 select is(
   (
     select count(*)::integer from pg_catalog.pg_roles
-    where rolname in ('lic_owner', 'lic_definer', 'lic_maint', 'lic_app', 'lic_worker', 'lic_reporting')
+    where rolname in ('lic_owner', 'lic_definer', 'lic_maint', 'lic_app', 'lic_web', 'lic_worker', 'lic_reporting')
   ),
-  6,
-  'the six lic roles exist'
+  7,
+  'the seven lic roles exist'
 );
 select is_empty(
   $$
     select rolname::text from pg_catalog.pg_roles
     where
-      rolname in ('lic_owner', 'lic_definer', 'lic_maint', 'lic_app', 'lic_worker', 'lic_reporting')
+      rolname in ('lic_owner', 'lic_definer', 'lic_maint', 'lic_app', 'lic_web', 'lic_worker', 'lic_reporting')
       and (rolsuper or rolbypassrls)
   $$,
   'no lic role is a superuser or bypasses row level security'
@@ -423,17 +464,21 @@ select is_empty(
 select results_eq(
   $$
     select oid::regrole::text from pg_catalog.pg_roles
-    where rolname in ('lic_owner', 'lic_definer', 'lic_maint', 'lic_app', 'lic_worker', 'lic_reporting') and rolcanlogin
+    where
+      rolname in ('lic_owner', 'lic_definer', 'lic_maint', 'lic_app', 'lic_web', 'lic_worker', 'lic_reporting')
+      and rolcanlogin
     order by 1
   $$,
-  array['lic_app', 'lic_reporting', 'lic_worker'],
-  'only lic_app, lic_worker and lic_reporting can log in'
+  array['lic_app', 'lic_reporting', 'lic_web', 'lic_worker'],
+  'only lic_app, lic_web, lic_worker and lic_reporting can log in'
 );
 select is_empty(
   $$
     select m.roleid::regrole::text || ' -> ' || m.member::regrole::text
     from pg_catalog.pg_auth_members as m
-    where m.member in (select oid from pg_catalog.pg_roles where rolname in ('lic_app', 'lic_worker', 'lic_reporting'))
+    where m.member in (
+      select oid from pg_catalog.pg_roles where rolname in ('lic_app', 'lic_web', 'lic_worker', 'lic_reporting')
+    )
   $$,
   'the login roles are members of no other role'
 );
@@ -443,11 +488,11 @@ select is_empty(
     from pg_catalog.pg_shdepend as d
     where
       d.refclassid = 'pg_catalog.pg_authid'::regclass
-      and d.refobjid = 'lic_app'::regrole
+      and d.refobjid in ('lic_app'::regrole, 'lic_web'::regrole)
       and d.deptype = 'o'
       and d.dbid in (0, (select oid from pg_catalog.pg_database where datname = current_database()))
   $$,
-  'lic_app owns nothing'
+  'lic_app and lic_web own nothing'
 );
 select is_empty(
   'table lic_app_relation_offenders',
@@ -455,10 +500,14 @@ select is_empty(
 );
 select is_empty(
   $$
-    select nspname::text from pg_catalog.pg_namespace
-    where nspname in ('lic', 'private', 'worker') and has_schema_privilege('lic_app', oid, 'usage')
+    select r.role || ' on ' || n.nspname
+    from pg_catalog.pg_namespace as n
+    cross join (values ('lic_app'), ('lic_web')) as r (role)
+    where
+      (n.nspname in ('lic', 'private', 'worker') or (n.nspname = 'service' and r.role = 'lic_app'))
+      and has_schema_privilege(r.role, n.oid, 'usage')
   $$,
-  'lic_app has no USAGE on lic, private or worker'
+  'lic_app has no USAGE on lic, private, worker or service; lic_web none on lic, private or worker'
 );
 select is_empty(
   $$
@@ -506,6 +555,12 @@ create materialized view lic.canary_matview as select 1 as one;
 grant select on lic.canary_matview to lic_reporting;
 create function api.canary() returns integer language sql security definer as 'select 1';
 grant execute on function api.canary() to public;
+-- An api function that proves a key but also takes an account from its caller.
+create function api.canary_trusting(account_id uuid) returns uuid language plpgsql
+set search_path = pg_catalog, pg_temp
+as 'begin perform private.require_account(); perform private.stripe_begin(account_id); return account_id; end';
+comment on function api.canary_trusting(uuid) is 'canary';
+create function service.canary() returns integer language sql as 'select 1';
 
 select results_eq(
   'select * from rls_offenders order by 1',
@@ -575,8 +630,13 @@ select results_eq(
 );
 select results_eq(
   'select * from require_account_offenders order by 1',
-  array['api.canary()'],
-  'the require_account check names an api function that does not call it'
+  array['api.canary()', 'api.canary_trusting(uuid)'],
+  'the require_account check names an api function that does not call it or takes its account from the caller'
+);
+select results_eq(
+  'select * from service_offenders order by 1',
+  array['service.canary()'],
+  'the service check names a service function that does not begin from a slug, a Stripe account or a session'
 );
 select results_eq(
   'select * from lic_app_relation_offenders order by 1',

@@ -193,11 +193,11 @@ select throws_ok(
 select tests.clear_context();
 
 -- The credentials the webhook reads: no API key needed, only the named account's.
-set local role lic_app;
+set local role lic_web;
 select results_eq(
   $$
     select c.livemode, c.kind, c.ciphertext, c.webhook_endpoint_id
-    from api.stripe_credentials(account_id => tests.account_id('A')) as c
+    from service.stripe_credentials(account_id => tests.account_id('A')) as c
   $$,
   $$
     values
@@ -207,7 +207,7 @@ select results_eq(
     (false, 'webhook_secret', '\x12', 'we_Test1'),
     (true, 'webhook_secret', '\x21', null)
   $$,
-  'api.stripe_credentials gives A''s keys and valid secrets, newest first, unauthenticated'
+  'service.stripe_credentials gives A''s keys and valid secrets, newest first, unauthenticated'
 );
 select is(
   current_setting('lic.key_kind'), 'stripe',
@@ -223,12 +223,12 @@ select throws_ok(
   'the stripe context cannot change a connection'
 );
 select results_eq(
-  $$select c.ciphertext from api.stripe_credentials(account_id => tests.account_id('B')) as c$$,
+  $$select c.ciphertext from service.stripe_credentials(account_id => tests.account_id('B')) as c$$,
   $$values ('\xb1'::bytea)$$,
-  'api.stripe_credentials gives B only B''s secret'
+  'service.stripe_credentials gives B only B''s secret'
 );
 select is_empty(
-  $$select * from api.stripe_credentials(account_id => '01890000-0000-7000-8000-0000000000ff')$$,
+  $$select * from service.stripe_credentials(account_id => '01890000-0000-7000-8000-0000000000ff')$$,
   'an unknown account has no credentials'
 );
 select is(
@@ -236,7 +236,7 @@ select is(
   'asking for an unknown account leaves no context of it behind'
 );
 select throws_ok(
-  'select * from api.stripe_credentials(account_id => null)', 'LNTFD', null,
+  'select * from service.stripe_credentials(account_id => null)', 'LNTFD', null,
   'no account at all is refused'
 );
 select tests.clear_context();

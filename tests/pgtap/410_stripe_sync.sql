@@ -1,6 +1,6 @@
 -- The Stripe sync core (functions/70_stripe_sync.sql; docs/stripe.md has the
--- status model and the outcomes): api.apply_stripe_event called as the web
--- layer calls it (lic_app, no key), api.apply_stripe_refetch,
+-- status model and the outcomes): service.apply_stripe_event called as the web
+-- layer calls it (lic_web, no key), service.apply_stripe_refetch,
 -- api.reprocess_stripe_event, parked events re-applied when a mapping
 -- arrives (private.stripe_sync_mapping), and the grace sweep
 -- (worker.suspend_overdue_licenses). Payloads come from the tests.stripe_*
@@ -399,7 +399,7 @@ select
     )
   ) as r
 \gset
-select is((:'r'::jsonb) ->> 'outcome', 'applied', 'api.apply_stripe_refetch applies the fetched snapshot');
+select is((:'r'::jsonb) ->> 'outcome', 'applied', 'service.apply_stripe_refetch applies the fetched snapshot');
 select is(
   (
     select row(e.outcome, e.refetched_at is not null)::text from lic.stripe_events as e
@@ -1822,13 +1822,13 @@ select is(
 );
 select is((:'r2'::jsonb) ->> 'outcome', 'invalid', 'an event with no data.object is invalid');
 select tests.stripe_event('invoice.paid', '{}') as any_event \gset
-set local role lic_app;
+set local role lic_web;
 select throws_ok(
-  format('select api.apply_stripe_event(%L, %L)', gen_random_uuid(), :'any_event'),
+  format('select service.apply_stripe_event(%L, %L)', gen_random_uuid(), :'any_event'),
   'LNTFD', 'account not found', 'an unknown account is refused'
 );
 select throws_ok(
-  format('select api.apply_stripe_refetch(%L, %L, %L)', tests.account_id('A'), 'evt_none', '{}'),
+  format('select service.apply_stripe_refetch(%L, %L, %L)', tests.account_id('A'), 'evt_none', '{}'),
   'LNTFD', 'Stripe event not found', 'a refetch for an event never recorded is refused'
 );
 select from tests.clear_context();

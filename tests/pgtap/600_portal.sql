@@ -19,7 +19,7 @@ as $$
   select sha256(convert_to(value, 'UTF8'));
 $$;
 
--- A visitor: lic_app with no context.
+-- A visitor: the web process's role (lic_web) with no context.
 create function tests.visit()
 returns void
 language plpgsql
@@ -27,12 +27,12 @@ volatile
 as $$
 begin
   perform tests.clear_context();
-  perform pg_catalog.set_config('role', 'lic_app', true);
+  perform pg_catalog.set_config('role', 'lic_web', true);
 end;
 $$;
 
--- Sign in as lic_app the way the web layer does: ask for a link, confirm it.
--- Leaves lic_app with the customer context; answers the session id.
+-- Sign in as lic_web the way the web layer does: ask for a link, confirm it.
+-- Leaves lic_web with the customer context; answers the session id.
 create function tests.sign_in(slug text, email text, token text, session text)
 returns uuid
 language plpgsql
@@ -42,18 +42,18 @@ declare
   v_answer api.portal_login_request;
 begin
   perform tests.visit();
-  v_answer := api.request_portal_login(
+  v_answer := service.request_portal_login(
     slug => sign_in.slug, email => sign_in.email, token_hash => tests.h(token), ip_hash => tests.h('ip ' || token)
   );
   if not v_answer.send then
     raise exception 'no link for % (%)', email, v_answer.reason using errcode = 'LSTAT';
   end if;
-  return (api.confirm_portal_login(slug => sign_in.slug, token_hash => tests.h(token), session_hash => tests.h(session)))
+  return (service.confirm_portal_login(slug => sign_in.slug, token_hash => tests.h(token), session_hash => tests.h(session)))
     .session_id;
 end;
 $$;
 
--- A later request of a signed-in customer: lic_app with the session cookie.
+-- A later request of a signed-in customer: lic_web with the session cookie.
 create function tests.as_session(slug text, session text)
 returns void
 language plpgsql
@@ -61,13 +61,13 @@ volatile
 as $$
 begin
   perform tests.visit();
-  perform api.authenticate_portal(slug => as_session.slug, session_hash => tests.h(session));
+  perform service.authenticate_portal(slug => as_session.slug, session_hash => tests.h(session));
 end;
 $$;
 
 grant execute on function
 tests.h(text), tests.visit(), tests.sign_in(text, text, text, text), tests.as_session(text, text)
-to lic_app, lic_definer;
+to lic_app, lic_web, lic_definer;
 
 -- ---------------------------------------------------------------------------
 -- Fixtures, as the superuser. Account A (starter):
@@ -294,32 +294,32 @@ select tests.visit();
 select is(
   (
     select row(f.slug, f.account_name, f.product_name, f.logo_url, f.primary_color, f.accent_color, f.branded)::text
-    from api.resolve_portal(slug => 'acme-portal') as f
+    from service.resolve_portal(slug => 'acme-portal') as f
   ),
   row('acme-portal', 'A', 'Acme Studio', 'https://cdn.acme.example/logo.svg', '#aa00ff', '#00aa11', true)::text,
   'a visitor resolves a slug to the account''s name and branding'
 );
-select is((api.resolve_portal(slug => 'ACME-Portal')).account_name, 'A', 'slugs resolve case-insensitively');
+select is((service.resolve_portal(slug => 'ACME-Portal')).account_name, 'A', 'slugs resolve case-insensitively');
 select is(
   (
     select row(f.account_name, f.product_name, f.logo_url, f.branded)::text
-    from api.resolve_portal(slug => 'bee') as f
+    from service.resolve_portal(slug => 'bee') as f
   ),
   row('B', null::text, null::text, false)::text,
   'a free account''s portal shows no branding, even branding stored earlier'
 );
 select throws_ok(
-  $$select api.resolve_portal(slug => 'nope')$$, 'LNTFD', null, 'an unknown slug raises LNTFD'
+  $$select service.resolve_portal(slug => 'nope')$$, 'LNTFD', null, 'an unknown slug raises LNTFD'
 );
 select throws_ok(
-  $$select api.resolve_portal(slug => null)$$, 'LNTFD', null, 'no slug raises LNTFD'
+  $$select service.resolve_portal(slug => null)$$, 'LNTFD', null, 'no slug raises LNTFD'
 );
 select tests.clear_context();
 update lic.accounts set plan = 'free'
 where account_id = tests.account_id('A');
 select tests.visit();
 select is(
-  (select row(f.product_name, f.primary_color, f.branded)::text from api.resolve_portal(slug => 'acme-portal') as f),
+  (select row(f.product_name, f.primary_color, f.branded)::text from service.resolve_portal(slug => 'acme-portal') as f),
   row(null::text, null::text, false)::text,
   'after a downgrade to free the portal falls back to the default look'
 );
@@ -327,7 +327,7 @@ select tests.clear_context();
 update lic.accounts set plan = 'starter'
 where account_id = tests.account_id('A');
 select tests.visit();
-select from api.resolve_portal('acme-portal');
+select from service.resolve_portal('acme-portal');
 select throws_ok(
   'select api.get_portal_settings()', 'LDNID', null,
   'a visitor''s portal context reaches no tenant function'
@@ -339,7 +339,7 @@ select tests.visit();
 select is(
   (
     select row(r.send, r.reason, r.email, r.name, r.expires_at, r.portal ->> 'slug', r.portal ->> 'product_name')::text
-    from api.request_portal_login(
+    from service.request_portal_login(
       slug => 'acme-portal', email => 'ALICE@example.COM', token_hash => tests.h('T-alice'), ip_hash => tests.h('ip 1')
     ) as r
   ),
@@ -365,7 +365,7 @@ select tests.visit();
 select is(
   (
     select row(r.send, r.reason, r.email, r.name, r.expires_at, r.portal)::text
-    from api.request_portal_login(
+    from service.request_portal_login(
       slug => 'acme-portal', email => 'nobody@example.com', token_hash => tests.h('T-nobody'),
       ip_hash => tests.h('ip 1')
     ) as r
@@ -376,7 +376,7 @@ select is(
 select is(
   (
     select row(r.send, r.email, r.name, r.expires_at, r.portal)::text
-    from api.request_portal_login(
+    from service.request_portal_login(
       slug => 'acme-portal', email => 'alice@example.com', token_hash => tests.h('T-alice-again'),
       ip_hash => tests.h('ip 1')
     ) as r
@@ -404,11 +404,11 @@ select tests.visit();
 select throws_ok(s.statement, s.code, null, format('%s raises %s', s.statement, s.code))
 from (
   values
-  ($$select api.request_portal_login('nope', 'alice@example.com', tests.h('x'), tests.h('ip'))$$, 'LNTFD'),
-  ($$select api.request_portal_login('acme-portal', 'alice', tests.h('x'), tests.h('ip'))$$, 'LINVL'),
-  ($$select api.request_portal_login('acme-portal', null, tests.h('x'), tests.h('ip'))$$, 'LINVL'),
-  ($$select api.request_portal_login('acme-portal', 'a@b.c', '\x00', tests.h('ip'))$$, 'LINVL'),
-  ($$select api.request_portal_login('acme-portal', 'a@b.c', tests.h('x'), null)$$, 'LINVL')
+  ($$select service.request_portal_login('nope', 'alice@example.com', tests.h('x'), tests.h('ip'))$$, 'LNTFD'),
+  ($$select service.request_portal_login('acme-portal', 'alice', tests.h('x'), tests.h('ip'))$$, 'LINVL'),
+  ($$select service.request_portal_login('acme-portal', null, tests.h('x'), tests.h('ip'))$$, 'LINVL'),
+  ($$select service.request_portal_login('acme-portal', 'a@b.c', '\x00', tests.h('ip'))$$, 'LINVL'),
+  ($$select service.request_portal_login('acme-portal', 'a@b.c', tests.h('x'), null)$$, 'LINVL')
 ) as s (statement, code);
 
 
@@ -467,7 +467,7 @@ select is(
   (
     select array_agg(distinct r.reason)
     from generate_series(1, 20) as n
-    cross join lateral api.request_portal_login(
+    cross join lateral service.request_portal_login(
       'acme-portal', 'nobody' || n || '@example.com', tests.h('T-nobody ' || n), tests.h('ip busy')
     ) as r
   ),
@@ -477,7 +477,7 @@ select is(
 select is(
   (
     select row(r.send, r.reason)::text
-    from api.request_portal_login('acme-portal', 'bob@example.com', tests.h('T-bob-busy'), tests.h('ip busy')) as r
+    from service.request_portal_login('acme-portal', 'bob@example.com', tests.h('T-bob-busy'), tests.h('ip busy')) as r
   ),
   row(false, 'ip_rate_limited')::text,
   'per IP: the 21st request within an hour gets no link, though the first twenty asked for unknown addresses'
@@ -490,7 +490,7 @@ select tests.visit();
 select is(
   (
     select count(*)::integer
-    from api.request_portal_login('acme-portal', 'nobody@example.com', tests.h('T-later'), tests.h('ip busy'))
+    from service.request_portal_login('acme-portal', 'nobody@example.com', tests.h('T-later'), tests.h('ip busy'))
   ),
   1,
   'an hour later the IP may ask again'
@@ -520,7 +520,7 @@ select tests.visit();
 select is(
   (
     select row(r.send, r.reason)::text
-    from api.request_portal_login('acme-portal', 'bob@example.com', tests.h('T-bob-flood'), tests.h('ip 2')) as r
+    from service.request_portal_login('acme-portal', 'bob@example.com', tests.h('T-bob-flood'), tests.h('ip 2')) as r
   ),
   row(false, 'account_rate_limited')::text,
   'per account: past 100 links a minute none is sent'
@@ -536,7 +536,7 @@ values (
 );
 select tests.visit();
 select is(
-  (api.request_portal_login('acme-portal', 'bob@example.com', tests.h('T-bob'), tests.h('ip 4'))).send, true,
+  (service.request_portal_login('acme-portal', 'bob@example.com', tests.h('T-bob'), tests.h('ip 4'))).send, true,
   'bob gets a link'
 );
 select tests.clear_context();
@@ -555,7 +555,7 @@ select tests.visit();
 select is(
   (
     select row(p.usable, p.masked_email, p.expires_at)::text
-    from api.peek_portal_login('acme-portal', tests.h('T-alice')) as p
+    from service.peek_portal_login('acme-portal', tests.h('T-alice')) as p
   ),
   row(true, 'a***@example.com', now() + interval '15 minutes')::text,
   'peek shows the masked address of a usable link'
@@ -563,21 +563,21 @@ select is(
 select is(
   (
     select row(p.usable, p.masked_email, p.expires_at)::text
-    from api.peek_portal_login('acme-portal', tests.h('T-never')) as p
+    from service.peek_portal_login('acme-portal', tests.h('T-never')) as p
   ),
   row(false, null::text, null::timestamptz)::text,
   'peek of a token never issued: not usable, no address'
 );
 select is(
-  (select row(p.usable, p.masked_email)::text from api.peek_portal_login('acme-portal', tests.h('E0')) as p),
+  (select row(p.usable, p.masked_email)::text from service.peek_portal_login('acme-portal', tests.h('E0')) as p),
   row(false, 'e***@example.com')::text,
   'peek of a voided token: not usable'
 );
 select throws_ok(
-  $$select api.peek_portal_login('acme-portal', '\x0102')$$, 'LINVL', null, 'peek refuses a hash that is not a sha256'
+  $$select service.peek_portal_login('acme-portal', '\x0102')$$, 'LINVL', null, 'peek refuses a hash that is not a sha256'
 );
 select throws_ok(
-  $$select api.peek_portal_login('nope', tests.h('T-alice'))$$, 'LNTFD', null, 'peek at an unknown slug raises LNTFD'
+  $$select service.peek_portal_login('nope', tests.h('T-alice'))$$, 'LNTFD', null, 'peek at an unknown slug raises LNTFD'
 );
 select tests.clear_context();
 select set_eq(
@@ -597,7 +597,7 @@ select tests.visit();
 select is(
   (
     select row(s.customer_id, s.email, s.name, s.created_at, s.last_seen_at, s.idle_expires_at, s.expires_at)::text
-    from api.confirm_portal_login('acme-portal', tests.h('T-alice'), tests.h('S-alice')) as s
+    from service.confirm_portal_login('acme-portal', tests.h('T-alice'), tests.h('S-alice')) as s
   ),
   row(
     tests.id('alice'), 'Alice@Example.com', 'Alice', now(), now(), now() + interval '30 minutes',
@@ -605,7 +605,7 @@ select is(
   )::text,
   'confirming a link starts a session for the oldest customer with the address: 30 minutes idle, 12 hours at most'
 );
-select lives_ok('select * from api.list_portal_licenses()', 'the confirm leaves the customer signed in');
+select lives_ok('select * from service.list_portal_licenses()', 'the confirm leaves the customer signed in');
 select tests.clear_context();
 select is(
   (
@@ -632,34 +632,34 @@ select is(
 );
 select tests.visit();
 select throws_ok(
-  $$select api.confirm_portal_login('acme-portal', tests.h('T-alice'), tests.h('S-alice-again'))$$, 'LAUTH', null,
+  $$select service.confirm_portal_login('acme-portal', tests.h('T-alice'), tests.h('S-alice-again'))$$, 'LAUTH', null,
   'a spent link cannot be confirmed again'
 );
 select throws_ok(s.statement, s.code, null, s.description)
 from (
   values
   (
-    $$select api.confirm_portal_login('acme-portal', tests.h('T-never'), tests.h('S-x'))$$, 'LAUTH',
+    $$select service.confirm_portal_login('acme-portal', tests.h('T-never'), tests.h('S-x'))$$, 'LAUTH',
     'a token never issued raises LAUTH'
   ),
   (
-    $$select api.confirm_portal_login('acme-portal', tests.h('E0'), tests.h('S-x'))$$, 'LAUTH',
+    $$select service.confirm_portal_login('acme-portal', tests.h('E0'), tests.h('S-x'))$$, 'LAUTH',
     'a voided token raises LAUTH'
   ),
   (
-    $$select api.confirm_portal_login('bee', tests.h('T-bob'), tests.h('S-x'))$$, 'LAUTH',
+    $$select service.confirm_portal_login('bee', tests.h('T-bob'), tests.h('S-x'))$$, 'LAUTH',
     'a token of another account''s portal raises LAUTH'
   ),
   (
-    $$select api.confirm_portal_login('nope', tests.h('T-bob'), tests.h('S-x'))$$, 'LNTFD',
+    $$select service.confirm_portal_login('nope', tests.h('T-bob'), tests.h('S-x'))$$, 'LNTFD',
     'an unknown slug raises LNTFD'
   ),
   (
-    $$select api.confirm_portal_login('acme-portal', tests.h('T-bob'), '\x00')$$, 'LINVL',
+    $$select service.confirm_portal_login('acme-portal', tests.h('T-bob'), '\x00')$$, 'LINVL',
     'a session hash that is not a sha256 raises LINVL'
   ),
   (
-    $$select api.confirm_portal_login('acme-portal', null, tests.h('S-x'))$$, 'LINVL',
+    $$select service.confirm_portal_login('acme-portal', null, tests.h('S-x'))$$, 'LINVL',
     'no token hash raises LINVL'
   )
 ) as s (statement, code, description);
@@ -688,7 +688,7 @@ update lic.portal_login_tokens set expires_at = now() - interval '1 second'
 where token_hash = tests.h('T-bob');
 select tests.visit();
 select throws_ok(
-  $$select api.confirm_portal_login('acme-portal', tests.h('T-bob'), tests.h('S-bob'))$$, 'LAUTH', null,
+  $$select service.confirm_portal_login('acme-portal', tests.h('T-bob'), tests.h('S-bob'))$$, 'LAUTH', null,
   'a link whose expiry passed raises LAUTH'
 );
 select tests.clear_context();
@@ -697,7 +697,7 @@ where token_hash = tests.h('T-bob');
 -- A session hash already in use is refused and the token stays unspent.
 select tests.visit();
 select throws_ok(
-  $$select api.confirm_portal_login('acme-portal', tests.h('T-bob'), tests.h('S-alice'))$$, '23505', null,
+  $$select service.confirm_portal_login('acme-portal', tests.h('T-bob'), tests.h('S-alice'))$$, '23505', null,
   'a session hash already in use is refused'
 );
 select tests.clear_context();
@@ -714,7 +714,7 @@ select is(
 );
 select tests.visit();
 select is(
-  (api.confirm_portal_login('acme-portal', tests.h('T-bob'), tests.h('S-bob'))).customer_id, tests.id('bob'),
+  (service.confirm_portal_login('acme-portal', tests.h('T-bob'), tests.h('S-bob'))).customer_id, tests.id('bob'),
   'bob signs in'
 );
 -- The customer's address changed after the link was sent: it no longer works.
@@ -723,11 +723,11 @@ update lic.customers set email = 'erin@elsewhere.example'
 where id = tests.id('erin');
 select tests.visit();
 select is(
-  (api.peek_portal_login('acme-portal', tests.h('E3700'))).usable, false,
+  (service.peek_portal_login('acme-portal', tests.h('E3700'))).usable, false,
   'peek: a link for an address the customer no longer has is not usable'
 );
 select throws_ok(
-  $$select api.confirm_portal_login('acme-portal', tests.h('E3700'), tests.h('S-erin'))$$, 'LAUTH', null,
+  $$select service.confirm_portal_login('acme-portal', tests.h('E3700'), tests.h('S-erin'))$$, 'LAUTH', null,
   'a link for an address the customer no longer has raises LAUTH'
 );
 select tests.clear_context();
@@ -741,7 +741,7 @@ values (
 );
 select tests.visit();
 select lives_ok(
-  $$select api.confirm_portal_login(
+  $$select service.confirm_portal_login(
     'acme-portal', tests.h('E3700'), tests.h('S-erin'), replaces_session_hash => tests.h('S-erin-old')
   )$$,
   'erin confirms, replacing the session her browser came with'
@@ -761,7 +761,7 @@ select tests.visit();
 select is(
   (
     select row(s.customer_id, s.last_seen_at, s.idle_expires_at)::text
-    from api.authenticate_portal('acme-portal', tests.h('S-alice')) as s
+    from service.authenticate_portal('acme-portal', tests.h('S-alice')) as s
   ),
   row(tests.id('alice'), now(), now() + interval '30 minutes')::text,
   'a session authenticates and is marked seen'
@@ -770,13 +770,13 @@ select throws_ok(s.statement, 'LAUTH', null, s.description)
 from (
   values
   (
-    $$select api.authenticate_portal('acme-portal', tests.h('S-planted'))$$,
+    $$select service.authenticate_portal('acme-portal', tests.h('S-planted'))$$,
     'a session id the server never issued authenticates nothing (fixation)'
   ),
-  ($$select api.authenticate_portal('acme-portal', '\x00')$$, 'a malformed session id raises LAUTH'),
-  ($$select api.authenticate_portal('acme-portal', null)$$, 'no session id raises LAUTH'),
+  ($$select service.authenticate_portal('acme-portal', '\x00')$$, 'a malformed session id raises LAUTH'),
+  ($$select service.authenticate_portal('acme-portal', null)$$, 'no session id raises LAUTH'),
   (
-    $$select api.authenticate_portal('bee', tests.h('S-alice'))$$,
+    $$select service.authenticate_portal('bee', tests.h('S-alice'))$$,
     'a session of one account authenticates nothing at another account''s portal'
   )
 ) as s (statement, description);
@@ -810,7 +810,7 @@ update lic.customers set email = 'alice@new.example'
 where id = tests.id('alice');
 select tests.visit();
 select throws_ok(
-  $$select api.authenticate_portal('acme-portal', tests.h('S-alice'))$$, 'LAUTH', null,
+  $$select service.authenticate_portal('acme-portal', tests.h('S-alice'))$$, 'LAUTH', null,
   'a changed address ends the customer''s sessions'
 );
 select tests.clear_context();
@@ -823,17 +823,13 @@ create temporary view customer_functions as
 select p.oid::regprocedure as fn
 from pg_catalog.pg_proc as p
 inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
-where n.nspname = 'api' and strpos(p.prosrc, 'kinds => array[''customer'']') > 0;
+where n.nspname = 'service' and strpos(p.prosrc, 'kinds => array[''customer'']') > 0;
 create temporary view other_functions as
 select p.oid::regprocedure as fn
 from pg_catalog.pg_proc as p
 inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
-where
-  n.nspname = 'api' and p.proname <> 'authenticate'
-  and strpos(p.prosrc, 'private.stripe_begin(') = 0
-  and strpos(p.prosrc, 'private.portal_begin(') = 0
-  and strpos(p.prosrc, 'kinds => array[''customer'']') = 0;
-grant select on customer_functions, other_functions to lic_app;
+where n.nspname = 'api' and p.proname <> 'authenticate';
+grant select on customer_functions, other_functions to lic_app, lic_web;
 select is((select count(*)::integer from customer_functions), 11, 'eleven functions serve a signed-in customer');
 select from tests.as_session('acme-portal', 'S-alice');
 select is_empty(
@@ -849,6 +845,8 @@ select throws_ok(
   'a customer cannot use the tenant''s team functions, even on their own license'
 );
 select from tests.act_as(tests.secret_key('A'));
+-- The web process (lic_web) may call them; with a key's context they refuse.
+set local role lic_web;
 select is_empty(
   $$
     select fn::text from customer_functions
@@ -857,11 +855,12 @@ select is_empty(
   'a secret key is refused (LDNID) by every function of the signed-in portal'
 );
 select from tests.act_as(tests.key_secret('A web'));
+set local role lic_web;
 select throws_ok(
-  'select * from api.list_portal_licenses()', 'LDNID', null, 'a publishable key cannot list a customer''s licenses'
+  'select * from service.list_portal_licenses()', 'LDNID', null, 'a publishable key cannot list a customer''s licenses'
 );
 select tests.visit();
-select from api.resolve_portal('acme-portal');
+select from service.resolve_portal('acme-portal');
 select is_empty(
   $$
     select fn::text from customer_functions
@@ -875,14 +874,14 @@ select is_empty(
 );
 select tests.visit();
 select throws_ok(
-  'select * from api.list_portal_licenses()', 'LAUTH', null, 'with no context at all a portal function raises LAUTH'
+  'select * from service.list_portal_licenses()', 'LAUTH', null, 'with no context at all a portal function raises LAUTH'
 );
 
 -- ---------------------------------------------------------------------------
 -- The overview: a customer's licenses, owned or as a member.
 select from tests.as_session('acme-portal', 'S-alice');
 select results_eq(
-  'select id, role from api.list_portal_licenses()',
+  'select id, role from service.list_portal_licenses()',
   $$values (tests.fx_id('LA2'), 'owner'), (tests.fx_id('LA1'), 'owner')$$,
   'alice sees her license and the one her second customer row owns (decision 45), newest first'
 );
@@ -893,7 +892,7 @@ select is(
         l.key, l.policy_code, l.policy_name, l.status, l.effective_status, l.renews_at, l.cancel_at, l.max_machines,
         l.machines, l.max_users, l.users, l.entitlements
       )::text
-    from api.get_portal_license(tests.fx_id('LA1')) as l
+    from service.get_portal_license(tests.fx_id('LA1')) as l
   ),
   row(
     tests.fx_key('LA1'), 'std', 'std', 'active', 'active', now() + interval '20 days', null::timestamptz, 2, 2, 3, 2,
@@ -910,13 +909,13 @@ select from tests.as_session('acme-portal', 'S-alice');
 select is(
   (
     select row(l.status, l.effective_status, l.grace_ends_at)::text
-    from api.get_portal_license(tests.fx_id('LA2')) as l
+    from service.get_portal_license(tests.fx_id('LA2')) as l
   ),
   row('past_due', 'past_due', now() + interval '3 days')::text,
   'a past_due license shows when its payment grace ends'
 );
 select is(
-  (select row(l.renews_at, l.cancel_at)::text from api.get_portal_license(tests.fx_id('LA1')) as l),
+  (select row(l.renews_at, l.cancel_at)::text from service.get_portal_license(tests.fx_id('LA1')) as l),
   row(null::timestamptz, now() + interval '20 days')::text,
   'a subscription set to cancel shows its end instead of a renewal'
 );
@@ -925,7 +924,7 @@ update lic.licenses set grace_ends_at = now() - interval '1 second'
 where id = tests.fx_id('LA2');
 select from tests.as_session('acme-portal', 'S-alice');
 select is(
-  (api.get_portal_license(tests.fx_id('LA2'))).effective_status, 'overdue',
+  (service.get_portal_license(tests.fx_id('LA2'))).effective_status, 'overdue',
   'past the grace period it is overdue'
 );
 select tests.clear_context();
@@ -933,23 +932,23 @@ update lic.licenses set status = 'active', grace_ends_at = null
 where id = tests.fx_id('LA2');
 select from tests.as_session('acme-portal', 'S-bob');
 select results_eq(
-  'select id, role from api.list_portal_licenses()',
+  'select id, role from service.list_portal_licenses()',
   $$values (tests.fx_id('LB'), 'owner'), (tests.fx_id('LA1'), 'member')$$,
   'bob sees his own license and the one he is a member of'
 );
 select results_eq(
-  'select id from api.list_portal_licenses(page_limit => 1)',
+  'select id from service.list_portal_licenses(page_limit => 1)',
   $$values (tests.fx_id('LB')), (tests.fx_id('LA1'))$$,
   'the overview is a keyset page (page_limit + 1 rows)'
 );
 select results_eq(
-  format('select id from api.list_portal_licenses(starting_after => %L)', tests.fx_id('LB')),
+  format('select id from service.list_portal_licenses(starting_after => %L)', tests.fx_id('LB')),
   $$values (tests.fx_id('LA1'))$$,
   'and pages on from its cursor'
 );
 select from tests.as_session('acme-portal', 'S-carol');
 select results_eq(
-  'select id, role from api.list_portal_licenses()',
+  'select id, role from service.list_portal_licenses()',
   $$values (tests.fx_id('LC'), 'owner'), (tests.fx_id('LB'), 'member')$$,
   'carol sees hers and bob''s, where she is a member, never alice''s'
 );
@@ -972,24 +971,24 @@ select from tests.as_session('acme-portal', 'S-carol');
 select throws_ok(s.statement, 'LNTFD', null, format('carol: %s raises LNTFD', s.label))
 from (
   values
-  (format('select api.get_portal_license(%L)', tests.fx_id('LA1')), 'get_portal_license of alice''s license'),
-  (format('select * from api.list_portal_entitlements(%L)', tests.fx_id('LA1')), 'list_portal_entitlements'),
-  (format('select * from api.list_portal_budgets(%L)', tests.fx_id('LA1')), 'list_portal_budgets'),
-  (format('select * from api.list_portal_machines(%L)', tests.fx_id('LA1')), 'list_portal_machines'),
-  (format('select api.deactivate_portal_machine(%L)', tests.id('m1')), 'deactivate_portal_machine of alice''s'),
+  (format('select service.get_portal_license(%L)', tests.fx_id('LA1')), 'get_portal_license of alice''s license'),
+  (format('select * from service.list_portal_entitlements(%L)', tests.fx_id('LA1')), 'list_portal_entitlements'),
+  (format('select * from service.list_portal_budgets(%L)', tests.fx_id('LA1')), 'list_portal_budgets'),
+  (format('select * from service.list_portal_machines(%L)', tests.fx_id('LA1')), 'list_portal_machines'),
+  (format('select service.deactivate_portal_machine(%L)', tests.id('m1')), 'deactivate_portal_machine of alice''s'),
   (
-    format('select api.transfer_portal_machine(%L, %L)', tests.id('m1'), tests.fx_id('LC')),
+    format('select service.transfer_portal_machine(%L, %L)', tests.id('m1'), tests.fx_id('LC')),
     'transfer_portal_machine of alice''s machine to her own license'
   ),
-  (format('select * from api.list_portal_members(%L)', tests.fx_id('LA1')), 'list_portal_members'),
+  (format('select * from service.list_portal_members(%L)', tests.fx_id('LA1')), 'list_portal_members'),
   (
-    format('select api.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'mallory@example.com'),
+    format('select service.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'mallory@example.com'),
     'invite_portal_member'
   ),
-  (format('select api.remove_portal_member(%L, %L)', tests.fx_id('LA1'), tests.id('bob')), 'remove_portal_member'),
-  (format('select api.get_portal_license(%L)', tests.fx_id('BL')), 'get_portal_license of another account''s'),
-  (format('select api.get_portal_license(%L)', gen_random_uuid()), 'get_portal_license of no license'),
-  (format('select api.deactivate_portal_machine(%L)', gen_random_uuid()), 'deactivate_portal_machine of none')
+  (format('select service.remove_portal_member(%L, %L)', tests.fx_id('LA1'), tests.id('bob')), 'remove_portal_member'),
+  (format('select service.get_portal_license(%L)', tests.fx_id('BL')), 'get_portal_license of another account''s'),
+  (format('select service.get_portal_license(%L)', gen_random_uuid()), 'get_portal_license of no license'),
+  (format('select service.deactivate_portal_machine(%L)', gen_random_uuid()), 'deactivate_portal_machine of none')
 ) as s (statement, label);
 select tests.clear_context();
 select is(
@@ -1022,16 +1021,16 @@ select is(
   'an address known to two accounts signs in to each portal separately'
 );
 select results_eq(
-  'select id from api.list_portal_licenses()',
+  'select id from service.list_portal_licenses()',
   $$values (tests.fx_id('BL'))$$,
   'at B''s portal she sees only B''s license'
 );
 select throws_ok(
-  format('select api.get_portal_license(%L)', tests.fx_id('LA1')), 'LNTFD', null,
+  format('select service.get_portal_license(%L)', tests.fx_id('LA1')), 'LNTFD', null,
   'and A''s licenses do not exist for her there'
 );
 select throws_ok(
-  $$select api.authenticate_portal('acme-portal', tests.h('S-b-alice'))$$, 'LAUTH', null,
+  $$select service.authenticate_portal('acme-portal', tests.h('S-b-alice'))$$, 'LAUTH', null,
   'B''s session is no session at A''s portal'
 );
 
@@ -1039,7 +1038,7 @@ select throws_ok(
 -- Entitlements and usage.
 select from tests.as_session('acme-portal', 'S-alice');
 select results_eq(
-  format('select code, name, source from api.list_portal_entitlements(%L)', tests.fx_id('LA1')),
+  format('select code, name, source from service.list_portal_entitlements(%L)', tests.fx_id('LA1')),
   $$values ('export', 'EXPORT', 'policy')$$,
   'a license''s effective entitlements'
 );
@@ -1048,7 +1047,7 @@ select results_eq(
     $$
       select budget_id, agent_name, meter_code, meter_name, unit, period, "limit", used, remaining, period_start,
         period_end
-      from api.list_portal_budgets(%L)
+      from service.list_portal_budgets(%L)
     $$,
     tests.fx_id('LA1')
   ),
@@ -1072,25 +1071,25 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 -- Machines: list, deactivate (owner or member), transfer (to a license you own).
 select results_eq(
-  format('select id, fingerprint, alive from api.list_portal_machines(%L)', tests.fx_id('LA1')),
+  format('select id, fingerprint, alive from service.list_portal_machines(%L)', tests.fx_id('LA1')),
   $$values (tests.id('m2'), 'fp-2', true), (tests.id('m1'), 'fp-1', true)$$,
   'a license''s machines, newest first'
 );
 select results_eq(
-  format('select id from api.list_portal_machines(%L, page_limit => 1)', tests.fx_id('LA1')),
+  format('select id from service.list_portal_machines(%L, page_limit => 1)', tests.fx_id('LA1')),
   $$values (tests.id('m2')), (tests.id('m1'))$$,
   'a keyset page of machines'
 );
 select throws_ok(
-  format('select * from api.list_portal_machines(%L, page_limit => 0)', tests.fx_id('LA1')), 'LINVL', null,
+  format('select * from service.list_portal_machines(%L, page_limit => 0)', tests.fx_id('LA1')), 'LINVL', null,
   'page_limit must be 1-100'
 );
 select is(
-  (api.deactivate_portal_machine(tests.id('m2'))).fingerprint, 'fp-2', 'the owner deactivates a machine'
+  (service.deactivate_portal_machine(tests.id('m2'))).fingerprint, 'fp-2', 'the owner deactivates a machine'
 );
 select is(tests.event_count('machine.deactivated', jsonb_build_object('id', tests.id('m2'))), 1, 'machine.deactivated');
 select is(
-  (api.transfer_portal_machine(tests.id('m1'), tests.fx_id('LA2'))).license_id, tests.fx_id('LA2'),
+  (service.transfer_portal_machine(tests.id('m1'), tests.fx_id('LA2'))).license_id, tests.fx_id('LA2'),
   'the owner moves a machine to another license she owns'
 );
 select is(
@@ -1102,15 +1101,15 @@ select tests.clear_context();
 select tests.remember('m3', tests.fx_machine('LA1', 'fp-3'));
 select from tests.as_session('acme-portal', 'S-alice');
 select throws_ok(
-  format('select api.transfer_portal_machine(%L, %L)', tests.id('m3'), tests.fx_id('LA2')), 'LSTAT', null,
+  format('select service.transfer_portal_machine(%L, %L)', tests.id('m3'), tests.fx_id('LA2')), 'LSTAT', null,
   'a transfer to a license whose machines are all taken raises LSTAT'
 );
 select is(
-  (api.transfer_portal_machine(tests.id('m3'), tests.fx_id('LA1'))).license_id, tests.fx_id('LA1'),
+  (service.transfer_portal_machine(tests.id('m3'), tests.fx_id('LA1'))).license_id, tests.fx_id('LA1'),
   'a transfer to the machine''s own license changes nothing'
 );
 select throws_ok(
-  format('select api.transfer_portal_machine(%L, %L)', tests.id('m3'), tests.fx_id('LB')), 'LNTFD', null,
+  format('select service.transfer_portal_machine(%L, %L)', tests.id('m3'), tests.fx_id('LB')), 'LNTFD', null,
   'a transfer to another customer''s license raises LNTFD'
 );
 select tests.clear_context();
@@ -1120,7 +1119,7 @@ delete from lic.machines
 where id = tests.id('m1');
 select from tests.as_session('acme-portal', 'S-alice');
 select throws_ok(
-  format('select api.transfer_portal_machine(%L, %L)', tests.id('m3'), tests.fx_id('LA2')), 'LSTAT', null,
+  format('select service.transfer_portal_machine(%L, %L)', tests.id('m3'), tests.fx_id('LA2')), 'LSTAT', null,
   'a transfer to a license that is not usable raises LSTAT'
 );
 select tests.clear_context();
@@ -1128,32 +1127,32 @@ update lic.licenses set status = 'active', canceled_at = null
 where id = tests.fx_id('LA2');
 select from tests.as_session('acme-portal', 'S-bob');
 select is(
-  (api.transfer_portal_machine(tests.id('m3'), tests.fx_id('LB'))).license_id, tests.fx_id('LB'),
+  (service.transfer_portal_machine(tests.id('m3'), tests.fx_id('LB'))).license_id, tests.fx_id('LB'),
   'a member may move a machine off the shared license to one he owns'
 );
 select throws_ok(
-  format('select api.transfer_portal_machine(%L, %L)', tests.id('mb'), tests.fx_id('LA1')), 'LDNID', null,
+  format('select service.transfer_portal_machine(%L, %L)', tests.id('mb'), tests.fx_id('LA1')), 'LDNID', null,
   'but not onto a license where he is only a member (LDNID)'
 );
 select tests.clear_context();
 select tests.remember('m4', tests.fx_machine('LA1', 'fp-4'));
 select from tests.as_session('acme-portal', 'S-bob');
 select is(
-  (api.deactivate_portal_machine(tests.id('m4'))).id, tests.id('m4'),
+  (service.deactivate_portal_machine(tests.id('m4'))).id, tests.id('m4'),
   'a member may deactivate a machine of the shared license'
 );
 select tests.clear_context();
 select tests.remember('m5', tests.fx_machine('LA2', 'fp-5'));
 select from tests.as_session('acme-portal', 'S-bob');
 select throws_ok(
-  format('select api.deactivate_portal_machine(%L)', tests.id('m5')), 'LNTFD', null,
+  format('select service.deactivate_portal_machine(%L)', tests.id('m5')), 'LNTFD', null,
   'a member reaches none of the owner''s other licenses'
 );
 
 -- ---------------------------------------------------------------------------
 -- The team: members see it, owners change it, within the seats.
 select results_eq(
-  format('select customer_id, email, role, is_you from api.list_portal_members(%L)', tests.fx_id('LA1')),
+  format('select customer_id, email, role, is_you from service.list_portal_members(%L)', tests.fx_id('LA1')),
   $$
     values (tests.id('bob'), 'bob@example.com', 'member', true), (tests.id('alice'), 'Alice@Example.com', 'owner', false)
   $$,
@@ -1162,14 +1161,14 @@ select results_eq(
 select throws_ok(s.statement, 'LDNID', null, format('a member cannot %s (LDNID)', s.label))
 from (
   values
-  (format('select api.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'friend@example.com'), 'invite'),
-  (format('select api.remove_portal_member(%L, %L)', tests.fx_id('LA1'), tests.id('bob')), 'remove, even himself')
+  (format('select service.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'friend@example.com'), 'invite'),
+  (format('select service.remove_portal_member(%L, %L)', tests.fx_id('LA1'), tests.id('bob')), 'remove, even himself')
 ) as s (statement, label);
 select from tests.as_session('acme-portal', 'S-alice');
 select is(
   (
     select row(m.license_id, m.email, m.name, m.role, m.is_you)::text
-    from api.invite_portal_member(tests.fx_id('LA1'), 'Dave@Example.com', 'Dave') as m
+    from service.invite_portal_member(tests.fx_id('LA1'), 'Dave@Example.com', 'Dave') as m
   ),
   row(tests.fx_id('LA1'), 'Dave@Example.com', 'Dave', 'member', false)::text,
   'the owner invites a new address: a member seat'
@@ -1192,7 +1191,7 @@ select is(
 );
 select from tests.as_session('acme-portal', 'S-alice');
 select is(
-  (api.invite_portal_member(tests.fx_id('LA1'), 'dave@example.com')).customer_id, tests.id('dave'),
+  (service.invite_portal_member(tests.fx_id('LA1'), 'dave@example.com')).customer_id, tests.id('dave'),
   'inviting a seated address again returns the seat'
 );
 select is(
@@ -1200,18 +1199,18 @@ select is(
   'and emits nothing'
 );
 select throws_ok(
-  format('select api.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'frank@example.com'), 'LSTAT', null,
+  format('select service.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'frank@example.com'), 'LSTAT', null,
   'with every seat taken (3 of 3) an invite raises LSTAT'
 );
 select throws_ok(s.statement, 'LINVL', null, format('%s raises LINVL', s.statement))
 from (
   values
-  (format('select api.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'not-an-address')),
-  (format('select api.invite_portal_member(%L, null)', tests.fx_id('LA1'))),
-  (format('select api.invite_portal_member(%L, %L, %L)', tests.fx_id('LA1'), 'x@example.com', ''))
+  (format('select service.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'not-an-address')),
+  (format('select service.invite_portal_member(%L, null)', tests.fx_id('LA1'))),
+  (format('select service.invite_portal_member(%L, %L, %L)', tests.fx_id('LA1'), 'x@example.com', ''))
 ) as s (statement);
 select throws_ok(
-  format('select api.invite_portal_member(%L, %L)', tests.fx_id('LC'), 'friend@example.com'), 'LNTFD', null,
+  format('select service.invite_portal_member(%L, %L)', tests.fx_id('LC'), 'friend@example.com'), 'LNTFD', null,
   'an invite to another customer''s license raises LNTFD'
 );
 select tests.clear_context();
@@ -1227,13 +1226,13 @@ select is(
   'the invitee signs in by magic link'
 );
 select results_eq(
-  'select id, role from api.list_portal_licenses()',
+  'select id, role from service.list_portal_licenses()',
   $$values (tests.fx_id('LA1'), 'member')$$,
   'and sees the license as a member'
 );
 select from tests.as_session('acme-portal', 'S-alice');
 select is(
-  (api.remove_portal_member(tests.fx_id('LA1'), tests.id('dave'))).customer_id, tests.id('dave'),
+  (service.remove_portal_member(tests.fx_id('LA1'), tests.id('dave'))).customer_id, tests.id('dave'),
   'the owner removes a member'
 );
 select is(
@@ -1247,25 +1246,25 @@ select throws_ok(s.statement, s.code, null, s.description)
 from (
   values
   (
-    format('select api.remove_portal_member(%L, %L)', tests.fx_id('LA1'), tests.id('alice')), 'LSTAT',
+    format('select service.remove_portal_member(%L, %L)', tests.fx_id('LA1'), tests.id('alice')), 'LSTAT',
     'an owner''s seat cannot be removed (LSTAT)'
   ),
   (
-    format('select api.remove_portal_member(%L, %L)', tests.fx_id('LA1'), tests.id('dave')), 'LNTFD',
+    format('select service.remove_portal_member(%L, %L)', tests.fx_id('LA1'), tests.id('dave')), 'LNTFD',
     'removing someone without a seat raises LNTFD'
   )
 ) as s (statement, code, description);
 select from tests.as_session('acme-portal', 'S-dave');
-select is_empty('select * from api.list_portal_licenses()', 'a removed member sees the license no more');
+select is_empty('select * from service.list_portal_licenses()', 'a removed member sees the license no more');
 select throws_ok(
-  format('select api.get_portal_license(%L)', tests.fx_id('LA1')), 'LNTFD', null, 'it is 404 to him now'
+  format('select service.get_portal_license(%L)', tests.fx_id('LA1')), 'LNTFD', null, 'it is 404 to him now'
 );
 select tests.clear_context();
 update lic.licenses set seats = 2
 where id = tests.fx_id('LA1');
 select from tests.as_session('acme-portal', 'S-alice');
 select throws_ok(
-  format('select api.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'dave@example.com'), 'LSTAT', null,
+  format('select service.invite_portal_member(%L, %L)', tests.fx_id('LA1'), 'dave@example.com'), 'LSTAT', null,
   'seats bought through Stripe replace the policy''s max_users (2 of 2 taken)'
 );
 
@@ -1274,27 +1273,27 @@ select throws_ok(
 select is(
   (
     select row(b.stripe_customer_id, b.livemode, b.session_return_url, b.api_key_ciphertext)::text
-    from api.get_portal_billing() as b
+    from service.get_portal_billing() as b
   ),
   row('cus_alice', false, 'https://tenant.example/account', '\x0102'::bytea)::text,
   'alice''s billing: her Stripe customer, its mode, the connection''s return URL and encrypted key'
 );
 select is(
-  (api.get_portal_billing()).account_id, tests.account_id('A'),
+  (service.get_portal_billing()).account_id, tests.account_id('A'),
   'the answer names the account its encrypted key is bound to'
 );
 select is(
-  (api.get_portal_billing(return_url => 'https://portal.example/portal/acme-portal')).session_return_url,
+  (service.get_portal_billing(return_url => 'https://portal.example/portal/acme-portal')).session_return_url,
   'https://portal.example/portal/acme-portal',
   'a return_url given wins'
 );
 select throws_ok(
-  $$select api.get_portal_billing(return_url => 'javascript:alert(1)')$$, 'LINVL', null,
+  $$select service.get_portal_billing(return_url => 'javascript:alert(1)')$$, 'LINVL', null,
   'a return_url that is not http(s) raises LINVL'
 );
 select from tests.as_session('acme-portal', 'S-bob');
 select is(
-  (select row(b.stripe_customer_id, b.livemode, b.api_key_ciphertext)::text from api.get_portal_billing() as b),
+  (select row(b.stripe_customer_id, b.livemode, b.api_key_ciphertext)::text from service.get_portal_billing() as b),
   row(null::text, null::boolean, null::bytea)::text,
   'a customer without a Stripe customer gets no billing button, even as a member of a paying license'
 );
@@ -1307,7 +1306,7 @@ update lic.customers set email = 'someone.else@example.com'
 where id = tests.id('alice2');
 select from tests.as_session('acme-portal', 'S-alice');
 select results_eq(
-  'select id from api.list_portal_licenses()',
+  'select id from service.list_portal_licenses()',
   $$values (tests.fx_id('LA1'))$$,
   'a customer row whose address changed is no longer reached by the session'
 );
@@ -1315,16 +1314,16 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 -- Logout.
 select tests.visit();
-select is(api.logout_portal('acme-portal', tests.h('S-bob')), true, 'logout deletes the session');
+select is(service.logout_portal('acme-portal', tests.h('S-bob')), true, 'logout deletes the session');
 select throws_ok(
-  $$select api.authenticate_portal('acme-portal', tests.h('S-bob'))$$, 'LAUTH', null,
+  $$select service.authenticate_portal('acme-portal', tests.h('S-bob'))$$, 'LAUTH', null,
   'a logged-out session authenticates nothing'
 );
-select is(api.logout_portal('acme-portal', tests.h('S-bob')), false, 'logging out again deletes nothing');
+select is(service.logout_portal('acme-portal', tests.h('S-bob')), false, 'logging out again deletes nothing');
 select from tests.as_session('acme-portal', 'S-carol');
-select from api.logout_portal('acme-portal', tests.h('S-carol'));
+select from service.logout_portal('acme-portal', tests.h('S-carol'));
 select throws_ok(
-  'select * from api.list_portal_licenses()', 'LDNID', null,
+  'select * from service.list_portal_licenses()', 'LDNID', null,
   'after logout the transaction acts for the customer no more'
 );
 select tests.clear_context();
@@ -1336,7 +1335,7 @@ select is(
   'both sessions are gone'
 );
 select throws_ok(
-  $$select api.logout_portal('nope', tests.h('S-alice'))$$, 'LNTFD', null, 'logout at an unknown slug raises LNTFD'
+  $$select service.logout_portal('nope', tests.h('S-alice'))$$, 'LNTFD', null, 'logout at an unknown slug raises LNTFD'
 );
 
 
@@ -1346,17 +1345,17 @@ select from tests.act_as(tests.secret_key('A'));
 select from api.update_portal_settings(slug => 'acme-2');
 select tests.visit();
 select throws_ok(
-  $$select api.resolve_portal('acme-portal')$$, 'LNTFD', null, 'the old slug leads nowhere once the slug changed'
+  $$select service.resolve_portal('acme-portal')$$, 'LNTFD', null, 'the old slug leads nowhere once the slug changed'
 );
 select is(
-  (api.authenticate_portal('acme-2', tests.h('S-alice'))).customer_id, tests.id('alice'),
+  (service.authenticate_portal('acme-2', tests.h('S-alice'))).customer_id, tests.id('alice'),
   'sessions belong to the account, so they go on under the new slug'
 );
 select from tests.act_as(tests.secret_key('B'));
 select is((api.update_portal_settings(clear => '{slug}')).slug, null, 'the tenant clears its slug');
 select tests.visit();
 select throws_ok(
-  $$select api.authenticate_portal('bee', tests.h('S-b-alice'))$$, 'LNTFD', null,
+  $$select service.authenticate_portal('bee', tests.h('S-b-alice'))$$, 'LNTFD', null,
   'a cleared slug closes the portal: nothing resolves there'
 );
 

@@ -14,7 +14,7 @@
 -- after switching; the migration revoked EXECUTE from PUBLIC by default.
 
 create schema tests;
-grant usage on schema tests to lic_app, lic_definer, lic_maint, lic_worker, lic_reporting;
+grant usage on schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting;
 
 create function tests.clear_context()
 returns void
@@ -313,8 +313,8 @@ $$;
 comment on function tests.call_with_nulls(regprocedure) is
 'SQL that calls fn with a typed null for every argument.';
 
-grant execute on all functions in schema tests to lic_app, lic_definer, lic_maint, lic_worker, lic_reporting;
-revoke execute on function tests.create_account(text, text) from lic_app, lic_definer, lic_maint, lic_worker,
+grant execute on all functions in schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting;
+revoke execute on function tests.create_account(text, text) from lic_app, lic_web, lic_definer, lic_maint, lic_worker,
 lic_reporting;
 
 -- One row in every licensing table for an account, written as the superuser,
@@ -472,7 +472,7 @@ $$;
 grant execute on function
 tests.remember(text, uuid), tests.id(text), tests.event_count(text, jsonb),
 tests.remember_secret(text, text), tests.secret(text)
-to lic_app;
+to lic_app, lic_web;
 
 -- ---------------------------------------------------------------------------
 -- Stripe sync helpers (410_stripe_sync.sql). Payload builders in Stripe's
@@ -486,10 +486,10 @@ to lic_app;
 --                                                   items: [{id, price, product,
 --                                                   quantity, period_end}];
 --   tests.stripe_invoice(id, subscription, customer, at, period_ends, ...);
---   tests.stripe_apply(account, event, livemode)    api.apply_stripe_event as
---                                                   lic_app, then back to the
+--   tests.stripe_apply(account, event, livemode)    service.apply_stripe_event as
+--                                                   lic_web, then back to the
 --                                                   superuser with no context;
---   tests.stripe_refetch(account, event id, object) api.apply_stripe_refetch, the same way;
+--   tests.stripe_refetch(account, event id, object) service.apply_stripe_refetch, the same way;
 --   tests.stripe_map(account, price, product, policy code)   a mapping, as the superuser;
 --   tests.stripe_license(subscription, n, account)  the nth license (by id) of a subscription;
 --   tests.stripe_license_count(subscription, account);
@@ -649,8 +649,8 @@ declare
   v_account_id uuid := tests.account_id(account);
   v_result jsonb;
 begin
-  perform pg_catalog.set_config('role', 'lic_app', true);
-  v_result := api.apply_stripe_event(v_account_id, event, livemode);
+  perform pg_catalog.set_config('role', 'lic_web', true);
+  v_result := service.apply_stripe_event(v_account_id, event, livemode);
   perform tests.clear_context();
   return v_result;
 end;
@@ -665,8 +665,8 @@ declare
   v_account_id uuid := tests.account_id(account);
   v_result jsonb;
 begin
-  perform pg_catalog.set_config('role', 'lic_app', true);
-  v_result := api.apply_stripe_refetch(v_account_id, stripe_event_id, object);
+  perform pg_catalog.set_config('role', 'lic_web', true);
+  v_result := service.apply_stripe_refetch(v_account_id, stripe_event_id, object);
   perform tests.clear_context();
   return v_result;
 end;
@@ -749,5 +749,5 @@ $$;
 
 -- The clock helpers are called while acting as a lic_* role too.
 grant execute on function tests.stripe_epoch(integer), tests.stripe_time(integer)
-to lic_app, lic_definer, lic_maint, lic_worker, lic_reporting;
+to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting;
 -- End of the Stripe sync helpers.

@@ -173,5 +173,5 @@ begin
 end;
 $$;
 
-grant select on tests.fx_licenses to lic_app, lic_worker;
-grant execute on all functions in schema tests to lic_app, lic_worker;
+grant select on tests.fx_licenses to lic_app, lic_web, lic_worker;
+grant execute on all functions in schema tests to lic_app, lic_web, lic_worker;

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from licentric.app import create_app
 from licentric.cli import create_account
+from licentric.db import WEB_ROLE, login_url
 from licentric.migrate import migrate
 from licentric.settings import Settings
 
@@ -84,9 +85,11 @@ TEST_SECRET_KEY = bytes(range(32))
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
+    """The API's settings: it logs in as lic_web (trust auth on the test server), migrate as the superuser."""
     return replace(
         Settings.from_env(),
-        database_url=database_url,
+        database_url=login_url(database_url, WEB_ROLE),
+        admin_database_url=database_url,
         rate_limit_per_minute=100_000,
         secret_key=TEST_SECRET_KEY,
         public_url="https://licentric.test",

@@ -1,6 +1,6 @@
 """What the web layer fetches from Stripe with the tenant's key: the object a needs_refetch outcome
 names (a subscription, with all its items; a checkout session with its line items), applied through
-api.apply_stripe_refetch; a Stripe failure leaving the event needs_refetch; reprocessing; and Customer
+service.apply_stripe_refetch; a Stripe failure leaving the event needs_refetch; reprocessing; and Customer
 Portal sessions."""
 
 from __future__ import annotations

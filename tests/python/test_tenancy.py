@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from licentric.db import UnsafeRoleError, _role_dropper, open_pool
+from licentric.db import WEB_ROLE, UnsafeRoleError, check_login, login_url, open_pool
 
 from support import all_key_ids, assert_error, create_key, with_checksum
 
@@ -88,70 +88,88 @@ async def test_a_key_naming_another_account_does_not_authenticate(client, make_a
     )
 
 
-async def test_pooled_connections_run_as_lic_app(database_superuser):
-    pool = await open_pool(database_superuser, "lic_app", min_size=1, max_size=2)
+async def test_the_pool_logs_in_as_lic_web_and_cannot_climb_back(database_superuser):
+    """The login *is* the role: no SET ROLE from a superuser, so RESET ROLE (or SET ROLE postgres)
+    leaves the connection as lic_web (issue 12, item 2)."""
+    pool = await open_pool(login_url(database_superuser, WEB_ROLE), WEB_ROLE, min_size=1, max_size=2)
     try:
         async with pool.connection() as conn:
+            await conn.execute("reset role")
             row = await (
                 await conn.execute(
-                    "select current_user as role, r.rolsuper, r.rolbypassrls, session_user as login"
+                    "select current_user as role, session_user as login, r.rolsuper, r.rolbypassrls"
                     " from pg_roles as r where r.rolname = current_user"
                 )
             ).fetchone()
-            assert row == {"role": "lic_app", "rolsuper": False, "rolbypassrls": False, "login": "postgres"}
-            # lic_app reaches storage only through the api functions.
+            assert row == {"role": "lic_web", "login": "lic_web", "rolsuper": False, "rolbypassrls": False}
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute("set role postgres")
+        async with pool.connection() as conn:
+            # lic_web reaches storage only through the api and service functions.
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 await conn.execute("select count(*) from lic.api_keys")
     finally:
         await pool.close()
 
 
-async def test_the_apps_own_pool_runs_as_lic_app(client, database_superuser):
-    async def roles() -> list[str]:
+async def test_the_apps_own_pool_logs_in_as_lic_web(client):
+    async def logins() -> list[tuple[str, str]]:
         pool = client.app.state.pool
         async with pool.connection() as first, pool.connection() as second:
             return [
-                (await (await c.execute("select current_user as role")).fetchone())["role"]
+                tuple(
+                    (
+                        await (await c.execute("select session_user as s, current_user as c")).fetchone()
+                    ).values()
+                )
                 for c in (first, second)
             ]
 
     # The app's pool lives in the test client's event loop.
-    assert client.blocking_portal.call(roles) == ["lic_app", "lic_app"]
+    assert client.blocking_portal.call(logins) == [("lic_web", "lic_web"), ("lic_web", "lic_web")]
 
 
-async def test_dropping_to_a_superuser_role_is_refused(database_superuser):
-    async with await psycopg.AsyncConnection.connect(database_superuser, autocommit=True) as conn:
-        with pytest.raises(UnsafeRoleError):
-            await _role_dropper("postgres")(conn)
+async def test_a_superuser_login_is_refused_with_the_upgrade_step(database_superuser):
+    """What served before this change (a superuser DATABASE_URL, SET ROLE lic_app) now refuses to start
+    and says what to set instead."""
+    with pytest.raises(UnsafeRoleError, match="DATABASE_URL to postgresql://lic_web"):
+        await asyncio.wait_for(open_pool(database_superuser, WEB_ROLE, min_size=1, max_size=1), timeout=5)
 
 
-async def test_dropping_to_a_bypassrls_role_is_refused(database_superuser):
-    role = f"lic_test_bypass_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(database_superuser, autocommit=True) as conn:
-        await conn.execute(sql.SQL("create role {} nologin bypassrls").format(sql.Identifier(role)))
-        try:
-            with pytest.raises(UnsafeRoleError):
-                await _role_dropper(role)(conn)
-        finally:
-            await conn.execute("reset role")
-            await conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
-
-
-async def test_a_pool_for_a_role_that_bypasses_rls_is_refused_at_once(database_superuser):
+async def test_a_login_of_another_role_is_refused(database_superuser):
     with pytest.raises(UnsafeRoleError):
-        await asyncio.wait_for(open_pool(database_superuser, "postgres", min_size=1, max_size=1), timeout=5)
+        await asyncio.wait_for(
+            open_pool(login_url(database_superuser, "lic_app"), WEB_ROLE, min_size=1, max_size=1), timeout=5
+        )
+
+
+@pytest.mark.parametrize("attribute", ["bypassrls", "in role lic_app"])
+async def test_a_login_role_with_a_way_up_is_refused(database_superuser, attribute):
+    """A role that bypasses RLS, or that is a member of another role (it could SET ROLE to it), is no
+    safe login even under the expected name."""
+    role = f"lic_test_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(database_superuser, autocommit=True) as conn:
+        await conn.execute(sql.SQL(f"create role {{}} login {attribute}").format(sql.Identifier(role)))
+        await conn.execute(
+            sql.SQL("grant connect on database {} to {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(role)
+            )
+        )
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                login_url(database_superuser, role), autocommit=True
+            ) as login:
+                with pytest.raises(UnsafeRoleError):
+                    await check_login(login, role)
+        finally:
+            await conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+            await conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
 
 
 async def test_a_pool_for_a_server_that_does_not_answer_fails_at_once(database_superuser):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens here
-    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres?connect_timeout=2"
+    dsn = f"postgresql://lic_web@127.0.0.1:{port}/postgres?connect_timeout=2"
     with pytest.raises(psycopg.OperationalError):
-        await asyncio.wait_for(open_pool(dsn, "lic_app", min_size=1, max_size=1), timeout=5)
-
-
-async def test_dropping_to_lic_app_succeeds(database_superuser):
-    async with await psycopg.AsyncConnection.connect(database_superuser, autocommit=True) as conn:
-        await _role_dropper("lic_app")(conn)
-        assert (await (await conn.execute("select current_user")).fetchone())[0] == "lic_app"
+        await asyncio.wait_for(open_pool(dsn, WEB_ROLE, min_size=1, max_size=1), timeout=5)

@@ -29,15 +29,13 @@ from licentric import webhook_delivery
 from licentric.app import create_app
 from licentric.cli import create_account
 from licentric.crypto import SecretBox
-from licentric.db import open_pool
+from licentric.db import WEB_ROLE, WORKER_ROLE, login_url, open_pool
 from licentric.migrate import migrate
 from licentric.settings import Settings
 from licentric.worker import jobs
 
 from license_helpers import create_license, make_policy, superuser
 from webhook_receiver import Receiver, Reply
-
-WORKER_ROLE = "lic_worker"
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +109,7 @@ def create_endpoint(
 
 @pytest.fixture
 async def client(settings: Settings, webhook_database: str) -> AsyncIterator[AsyncTestClient]:
-    app = create_app(replace(settings, database_url=webhook_database))
+    app = create_app(replace(settings, database_url=login_url(webhook_database, WEB_ROLE)))
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
 
@@ -132,7 +130,7 @@ def dispatcher(settings: Settings, webhook_database: str) -> Callable[..., Any]:
     @asynccontextmanager
     async def run(**changes: Any) -> AsyncIterator[None]:
         base = {
-            "database_url": webhook_database,
+            "database_url": login_url(webhook_database, WORKER_ROLE),
             "webhook_allow_private_targets": True,
             "webhook_poll_interval": 0.5,
             "webhook_timeout": 3,
@@ -507,7 +505,7 @@ async def test_the_worker_purges_finished_deliveries_past_the_retention(
     [purge] = [
         job for job in jobs(replace(settings, worker_batch_size=1)) if job.name == "purge_webhook_deliveries"
     ]
-    pool = await open_pool(webhook_database, WORKER_ROLE, min_size=1, max_size=1)
+    pool = await open_pool(login_url(webhook_database, WORKER_ROLE), WORKER_ROLE, min_size=1, max_size=1)
     try:
         assert await purge.work(pool) == 1
     finally:

@@ -22,6 +22,7 @@ import pytest
 
 from licentric.cli import create_account
 from licentric.crypto import SecretBox
+from licentric.db import WORKER_ROLE, login_url
 from licentric.migrate import migrate
 
 from license_helpers import superuser
@@ -59,7 +60,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 def start_worker(database_url: str, logs: Path, **env: str) -> Server:
-    return Server(["worker"], cli_env(DATABASE_URL=database_url, **{**FAST, **env}), logs)
+    return Server(
+        ["worker"], cli_env(DATABASE_URL=login_url(database_url, WORKER_ROLE), **{**FAST, **env}), logs
+    )
 
 
 def make_endpoint(database_url: str, account: dict[str, str], url: str) -> str:

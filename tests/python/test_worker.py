@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from licentric.cli import create_account
+from licentric.db import WORKER_ROLE, login_url
 from licentric.migrate import migrate
 
 from license_helpers import make_policy, superuser
@@ -33,7 +34,9 @@ def worker_database(empty_database: Callable[[], str]) -> str:
 
 
 def start_worker(database_url: str, logs: Path, **env: str) -> Server:
-    return Server(["worker"], cli_env(DATABASE_URL=database_url, **{**FAST, **env}), logs)
+    return Server(
+        ["worker"], cli_env(DATABASE_URL=login_url(database_url, WORKER_ROLE), **{**FAST, **env}), logs
+    )
 
 
 def wait_for(condition: Callable[[], bool], what: str, server: Server, timeout: float = 15) -> None:

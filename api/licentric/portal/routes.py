@@ -73,7 +73,7 @@ class PortalError(Exception):
 
 
 class SignInRequired(Exception):
-    """No session, or one SQL no longer honours (api.authenticate_portal's LAUTH)."""
+    """No session, or one SQL no longer honours (service.authenticate_portal's LAUTH)."""
 
 
 def _database_error(exc: psycopg.Error, face: dict[str, Any] | None) -> PortalError:
@@ -206,13 +206,13 @@ class PortalSite:
         session_hash: bytes,
         work: Callable[[PortalCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
-        """work(calls, session, face) after api.authenticate_portal and api.resolve_portal, in one
+        """work(calls, session, face) after service.authenticate_portal and service.resolve_portal, in one
         transaction; the page's context with its session, face and CSRF token. LAUTH is SignInRequired;
         other database errors become error pages with the portal's face."""
         seen: dict[str, Any] = {}
 
         async def run(calls: PortalCalls, session: dict[str, Any]) -> dict[str, Any]:
-            face = await calls.one("api.resolve_portal", {"slug": slug})
+            face = await calls.one("service.resolve_portal", {"slug": slug})
             seen["face"] = face
             return {"session": session, "face": face, **await work(calls, session, face)}
 
@@ -369,7 +369,7 @@ class PortalController(Controller):
         if value and await site.is_signed_in(pool, slug, digest(value)):
             return site.see_other(f"/portal/{slug}")
         face = await PortalDb(pool, slug).visitor(
-            lambda calls: calls.one("api.resolve_portal", {"slug": slug})
+            lambda calls: calls.one("service.resolve_portal", {"slug": slug})
         )
         login_value, cookies = site.login_cookie(request)
         signed_out = request.query_params.get("signed_out") == "1"
@@ -397,9 +397,9 @@ class PortalController(Controller):
         email = form.get("email", "").strip()
 
         async def work(calls: PortalCalls) -> tuple[dict[str, Any], dict[str, Any]]:
-            face = await calls.one("api.resolve_portal", {"slug": slug})
+            face = await calls.one("service.resolve_portal", {"slug": slug})
             answer = await calls.one(
-                "api.request_portal_login",
+                "service.request_portal_login",
                 {"slug": slug, "email": email, "token_hash": digest(token), "ip_hash": address},
             )
             return face, answer
@@ -412,7 +412,7 @@ class PortalController(Controller):
                 raise
             # A malformed address: says nothing about which addresses exist.
             face = await PortalDb(pool, slug).visitor(
-                lambda calls: calls.one("api.resolve_portal", {"slug": slug})
+                lambda calls: calls.one("service.resolve_portal", {"slug": slug})
             )
             return site.page(
                 "login.html",
@@ -438,8 +438,8 @@ class PortalController(Controller):
         token = request.query_params.get("token", "")
 
         async def work(calls: PortalCalls) -> tuple[dict[str, Any], dict[str, Any]]:
-            face = await calls.one("api.resolve_portal", {"slug": slug})
-            peek = await calls.one("api.peek_portal_login", {"slug": slug, "token_hash": digest(token)})
+            face = await calls.one("service.resolve_portal", {"slug": slug})
+            peek = await calls.one("service.peek_portal_login", {"slug": slug, "token_hash": digest(token)})
             return face, peek
 
         face, peek = await PortalDb(request.app.state.pool, slug).visitor(work)
@@ -480,7 +480,7 @@ class PortalController(Controller):
             "replaces_session_hash": digest(previous) if previous else None,
         }
         try:
-            await PortalDb(pool, slug).visitor(lambda calls: calls.one("api.confirm_portal_login", args))
+            await PortalDb(pool, slug).visitor(lambda calls: calls.one("service.confirm_portal_login", args))
         except psycopg.Error as exc:
             if exc.sqlstate != "LAUTH":
                 raise
@@ -488,7 +488,7 @@ class PortalController(Controller):
             if previous and await site.is_signed_in(pool, slug, digest(previous)):
                 return site.see_other(f"/portal/{slug}")
             face = await PortalDb(pool, slug).visitor(
-                lambda calls: calls.one("api.resolve_portal", {"slug": slug})
+                lambda calls: calls.one("service.resolve_portal", {"slug": slug})
             )
             return site.page("link_unusable.html", status=410, face=face)
         return site.see_other(f"/portal/{slug}", [site.cookies.session(session_id)])
@@ -501,7 +501,7 @@ class PortalController(Controller):
         slug = slug.lower()
         session_hash = site.check_session_csrf(request, slug, await _form(request))
         await PortalDb(request.app.state.pool, slug).visitor(
-            lambda calls: calls.one("api.logout_portal", {"slug": slug, "session_hash": session_hash})
+            lambda calls: calls.one("service.logout_portal", {"slug": slug, "session_hash": session_hash})
         )
         return site.see_other(
             f"/portal/{slug}/login?signed_out=1", [site.cookies.expired(site.cookies.session_name)]
@@ -512,7 +512,7 @@ class PortalController(Controller):
         """The portal's colours (branded plans), else Licentric's."""
         slug = slug.lower()
         face = await PortalDb(request.app.state.pool, slug).visitor(
-            lambda calls: calls.one("api.resolve_portal", {"slug": slug})
+            lambda calls: calls.one("service.resolve_portal", {"slug": slug})
         )
         return Response(
             Theme.of(face).css(),
@@ -530,7 +530,7 @@ class PortalController(Controller):
         slug = slug.lower()
 
         async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
-            rows = await calls.rows("api.list_portal_licenses", {"page_limit": 100})
+            rows = await calls.rows("service.list_portal_licenses", {"page_limit": 100})
             return {"licenses": rows[:100], "more_licenses": len(rows) > 100}
 
         context = await site.signed_in(request.app.state.pool, slug, site.session_hash(request), work)
@@ -549,9 +549,9 @@ class PortalController(Controller):
         license_uuid = _uuid(license_id)
 
         async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
-            license_ = await calls.one("api.get_portal_license", {"license_id": license_uuid})
-            entitlements = await calls.rows("api.list_portal_entitlements", {"license_id": license_uuid})
-            budgets = await calls.rows("api.list_portal_budgets", {"license_id": license_uuid})
+            license_ = await calls.one("service.get_portal_license", {"license_id": license_uuid})
+            entitlements = await calls.rows("service.list_portal_entitlements", {"license_id": license_uuid})
+            budgets = await calls.rows("service.list_portal_budgets", {"license_id": license_uuid})
             return {"license": license_, "entitlements": entitlements, "chart": usage_chart(budgets)}
 
         context = await site.signed_in(request.app.state.pool, slug, site.session_hash(request), work)
@@ -571,16 +571,16 @@ class PortalController(Controller):
         after = _uuid(request.query_params.get("after"), missing_ok=True)
 
         async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
-            license_ = await calls.one("api.get_portal_license", {"license_id": license_id})
+            license_ = await calls.one("service.get_portal_license", {"license_id": license_id})
             rows = await calls.rows(
-                "api.list_portal_machines",
+                "service.list_portal_machines",
                 {"license_id": license_id, "page_limit": PAGE_ROWS, "starting_after": after},
             )
             machines, next_after = _page_cut(rows)
             # Where a machine may move: the other licenses this customer owns (SQL decides again).
             owned = [
                 row
-                for row in await calls.rows("api.list_portal_licenses", {"page_limit": 100})
+                for row in await calls.rows("service.list_portal_licenses", {"page_limit": 100})
                 if row["role"] == "owner" and row["id"] != license_id
             ]
             return {"license": license_, "machines": machines, "next_after": next_after, "targets": owned}
@@ -642,7 +642,12 @@ class PortalController(Controller):
         session_hash = site.check_session_csrf(request, slug, await _form(request))
         license_uuid, machine_uuid = _uuid(license_id), _uuid(machine_id)
         _, refused = await self._act(
-            request, site, slug, session_hash, "api.deactivate_portal_machine", {"machine_id": machine_uuid}
+            request,
+            site,
+            slug,
+            session_hash,
+            "service.deactivate_portal_machine",
+            {"machine_id": machine_uuid},
         )
         if refused:
             return await self._machines(
@@ -669,7 +674,7 @@ class PortalController(Controller):
             site,
             slug,
             session_hash,
-            "api.transfer_portal_machine",
+            "service.transfer_portal_machine",
             {"machine_id": machine_uuid, "license_id": target},
         )
         if refused:
@@ -693,9 +698,9 @@ class PortalController(Controller):
         after = _uuid(request.query_params.get("after"), missing_ok=True)
 
         async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
-            license_ = await calls.one("api.get_portal_license", {"license_id": license_id})
+            license_ = await calls.one("service.get_portal_license", {"license_id": license_id})
             rows = await calls.rows(
-                "api.list_portal_members",
+                "service.list_portal_members",
                 {"license_id": license_id, "page_limit": PAGE_ROWS, "starting_after": after},
             )
             members, next_after = _page_cut(rows)
@@ -746,9 +751,9 @@ class PortalController(Controller):
         async def after(
             calls: PortalCalls, session: dict[str, Any], member: dict[str, Any]
         ) -> dict[str, Any]:
-            license_ = await calls.one("api.get_portal_license", {"license_id": license_uuid})
+            license_ = await calls.one("service.get_portal_license", {"license_id": license_uuid})
             answer = await calls.one(
-                "api.request_portal_login",
+                "service.request_portal_login",
                 {"slug": slug, "email": member["email"], "token_hash": digest(token), "ip_hash": address},
             )
             return {"answer": answer, "inviter": session, "license": license_}
@@ -758,7 +763,7 @@ class PortalController(Controller):
             site,
             slug,
             session_hash,
-            "api.invite_portal_member",
+            "service.invite_portal_member",
             {"license_id": license_uuid, "email": email, "name": name},
             after,
         )
@@ -802,7 +807,7 @@ class PortalController(Controller):
             site,
             slug,
             session_hash,
-            "api.remove_portal_member",
+            "service.remove_portal_member",
             {"license_id": license_uuid, "customer_id": customer_uuid},
         )
         if refused:
@@ -819,7 +824,7 @@ class PortalController(Controller):
         slug = slug.lower()
 
         async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
-            billing = await calls.one("api.get_portal_billing", {})
+            billing = await calls.one("service.get_portal_billing", {})
             return {
                 "billing_available": bool(billing["stripe_customer_id"] and billing["api_key_ciphertext"])
             }
@@ -840,7 +845,7 @@ class PortalController(Controller):
         return_url = site.url(slug)
 
         async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
-            billing = await calls.one("api.get_portal_billing", {"return_url": return_url})
+            billing = await calls.one("service.get_portal_billing", {"return_url": return_url})
             return {"billing": billing}
 
         context = await site.signed_in(request.app.state.pool, slug, session_hash, work)

@@ -76,7 +76,7 @@ class Keys:
         self._address = hmac.new(secret_key, b"licentric portal address", hashlib.sha256).digest()
 
     def address_hash(self, address: str) -> bytes:
-        """The client address as SQL counts it (api.request_portal_login's ip_hash): keyed, so the table
+        """The client address as SQL counts it (service.request_portal_login's ip_hash): keyed, so the table
         holds no address and none can be found by hashing every IPv4 address."""
         return hmac.new(self._address, address.encode(), hashlib.sha256).digest()
 
