@@ -52,12 +52,17 @@ volatile
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable', 'agent']);
 begin
+  if key is null or fingerprint is null or status is null then
+    raise exception using errcode = 'LINVL', message = 'key, fingerprint and status are required';
+  end if;
   -- A clear secret (a new API key) or token (a new agent token) is never
   -- stored: a replay answers without it.
   insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status, response_body)
   values (
-    private.require_account(kinds => array['secret', 'publishable', 'agent']), key, fingerprint, status,
+    v_account_id, key, fingerprint, status,
     case when jsonb_typeof(body) = 'object' then body - 'secret' - 'token' else body end
   );
 end;

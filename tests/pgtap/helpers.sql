@@ -248,6 +248,26 @@ $$;
 comment on function tests.count_rows(regclass, uuid, boolean) is
 'How many rows of tbl the current role sees that belong (of_account) or do not belong to account_id.';
 
+create function tests.rows_of(tbl regclass, account_id uuid)
+returns text
+language plpgsql
+volatile
+as $$
+declare
+  v_digest text;
+begin
+  execute format(
+    'select md5(coalesce(string_agg(t::text, %L order by t::text), %L)) from %s as t where t.account_id = $1',
+    E'\n', '', tbl
+  )
+  into v_digest
+  using account_id;
+  return v_digest;
+end;
+$$;
+comment on function tests.rows_of(regclass, uuid) is
+'A digest of every row of tbl of account_id the current role sees, to tell whether any changed.';
+
 create function tests.touch_rows(tbl regclass, command text, account_id uuid)
 returns bigint
 language plpgsql

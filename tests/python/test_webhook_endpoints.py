@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 
 from licentric.app import create_app
 from licentric.crypto import SecretBox
+from licentric.db import WEB_ROLE, login_url
 from licentric.migrate import migrate
 from licentric.settings import Settings
 
@@ -74,7 +75,7 @@ def database_url(empty_database: Callable[[], str]) -> str:
 def settings(database_url: str) -> Settings:
     return replace(
         Settings.from_env(),
-        database_url=database_url,
+        database_url=login_url(database_url, WEB_ROLE),
         rate_limit_per_minute=100_000,
         secret_key=SECRET_KEY,
         public_url="https://licentric.test",
