@@ -171,8 +171,8 @@ def test_worker_makes_partitions_sweeps_due_licenses_purges_old_keys_and_exits_0
 
 def test_a_failing_job_is_logged_and_retried_while_the_worker_runs_on(worker_database: str, tmp_path: Path):
     licenses = seed_due_licenses(worker_database)
-    revoke = "revoke execute on function worker.expire_licenses(timestamptz, integer) from lic_worker"
-    grant = "grant execute on function worker.expire_licenses(timestamptz, integer) to lic_worker"
+    revoke = "revoke execute on function worker.expire_licenses(integer) from lic_worker"
+    grant = "grant execute on function worker.expire_licenses(integer) to lic_worker"
     superuser(worker_database, revoke)
     try:
         worker = start_worker(worker_database, tmp_path)
@@ -213,11 +213,12 @@ def test_a_failing_job_is_logged_and_retried_while_the_worker_runs_on(worker_dat
 def test_worker_drops_partitions_past_the_retention_and_exits_0_on_ctrl_c(
     worker_database: str, tmp_path: Path
 ):
-    # A partition of a month long gone, made by the upkeep function itself (as a worker would have then).
+    # A partition of a month long gone, made by the upkeep's helper as the upkeep runs it (as a worker
+    # would have then).
     with psycopg.connect(worker_database) as conn:
-        conn.execute("set role lic_worker")
+        conn.execute("set role lic_owner")
         conn.execute(
-            "select worker.ensure_metering_partitions(months_ahead => 0, at => '2020-03-15 00:00:00+00')"
+            "select private.ensure_metering_partitions(at => '2020-03-15 00:00:00+00', months_ahead => 0)"
         )
     assert "metering_events_202003" in partitions(worker_database)
 
