@@ -4,9 +4,10 @@
 -- partition when it is made, and retention by dropping whole months (the
 -- hourly rollups are other tables and stay).
 --
--- A partition is reached only through its parent, which holds row level
--- security and the tenant policies (policies/00_tenant.sql skips partitions):
--- a partition grants nothing to any role but its owner (tests/pgtap
+-- A partition is reached through its parent, whose row level security and
+-- tenant policies apply there. A partition grants nothing to any role but its
+-- owner, and has row level security enabled and forced too, with one policy:
+-- its owner may move rows (private.secure_partition; tests/pgtap
 -- 000_structure.sql, 420_metering_partitions.sql).
 --
 -- Making, attaching and dropping partitions is DDL on lic.metering_events,
@@ -17,6 +18,28 @@
 -- caller (security invoker), so as lic_owner. The DELETE that moves rows out
 -- of the DEFAULT partition therefore runs as lic_owner, the one role the
 -- append-only trigger (private.tg_metering_events__append_only) lets delete.
+
+-- Row level security for a partition, as its parent has it: enabled and
+-- forced, so its owner too sees only what a policy lets it. The one policy
+-- is the upkeep's (lic_owner): it reads and empties the DEFAULT partition and
+-- fills a new one. Queries through the parent use the parent's policies; a
+-- direct read by any other role finds no policy, so no row. Called for a new
+-- partition by the upkeep and for every existing one by policies/00_tenant.sql
+-- (policies are made anew on every migrate).
+create or replace function private.secure_partition(partition regclass)
+returns void
+language plpgsql
+volatile
+security invoker
+as $$
+begin
+  execute format('alter table %s enable row level security, force row level security', partition);
+  execute format(
+    'create policy %I on %s as permissive for all to lic_owner using (true) with check (true)',
+    (select c.relname from pg_catalog.pg_class as c where c.oid = partition) || '__all__owner', partition
+  );
+end;
+$$;
 
 -- Upkeep at a given instant: worker.ensure_metering_partitions runs it at
 -- now(); tests that need another instant call it as lic_owner.
@@ -94,6 +117,7 @@ begin
     -- partition, then attached: attaching scans the DEFAULT partition, which
     -- must no longer hold any row of the month.
     execute format('create table lic.%I (like lic.metering_events including all)', v_name);
+    perform private.secure_partition(format('lic.%I', v_name)::regclass);
     if v_default is not null then
       execute format(
         'insert into lic.%I select d.* from %s as d where d.occurred_at >= $1 and d.occurred_at < $2',
@@ -134,8 +158,9 @@ comment on function worker.ensure_metering_partitions(integer) is
 'Make the monthly partitions lic.metering_events_YYYYMM (UTC months) that are missing, from this month to '
 'months_ahead months after it, and one for every earlier month whose events the DEFAULT partition holds; the '
 'DEFAULT partition''s events of a new partition''s month move into it in the same transaction. Partitions are '
-'recognised by name. Returns how many it made (0 too when another upkeep holds the lock). Runs as the table '
-'owner, lic_owner. Errors: LINVL months_ahead outside 0..120; 55P03 when a lock is not had in 2 s.';
+'recognised by name; each is made with row level security enabled and forced. Returns how many it made (0 too '
+'when another upkeep holds the lock). Runs as the table owner, lic_owner. Errors: LINVL months_ahead outside '
+'0..120; 55P03 when a lock is not had in 2 s.';
 
 -- Retention at a given instant: worker.drop_metering_partitions runs it at
 -- now(); tests that need another instant call it as lic_owner.

@@ -5,7 +5,7 @@
 -- Events are written as the superuser unless the test is about ingest; the
 -- fixed times are far ahead of any real event.
 begin;
-select plan(47);
+select plan(51);
 
 -- Catalog names and expressions come in the "C" collation; the tests that
 -- compare them with literals collate them to the default one.
@@ -84,7 +84,8 @@ select ok(
     where
       p.oid in (
         'private.ensure_metering_partitions(timestamptz, integer)'::regprocedure,
-        'private.drop_metering_partitions(timestamptz, integer)'::regprocedure
+        'private.drop_metering_partitions(timestamptz, integer)'::regprocedure,
+        'private.secure_partition(regclass)'::regprocedure
       )
   ),
   'the private upkeep helpers are security invoker'
@@ -126,7 +127,44 @@ select tests.clear_context();
 select results_eq(
   'select partition from event_places where id = ''now-1''',
   array['lic.metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM')],
-  'the event moved out of the DEFAULT partition into its month''s partition'
+  'the event moved out of the DEFAULT (forced row level security) partition into its month''s partition'
+);
+select ok(
+  (
+    select c.relrowsecurity and c.relforcerowsecurity
+    from pg_catalog.pg_class as c
+    where c.oid = ('lic.metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM'))::regclass
+  ),
+  'the new partition has row level security enabled and forced from the start'
+);
+select results_eq(
+  $$
+    select
+      p.policyname::text collate "default", p.permissive collate "default", p.cmd collate "default",
+      p.roles::text collate "default", p.qual collate "default", p.with_check collate "default"
+    from pg_catalog.pg_policies as p
+    where p.schemaname = 'lic' and p.tablename = 'metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM')
+  $$,
+  $$
+    values (
+      'metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM') || '__all__owner',
+      'PERMISSIVE', 'ALL', '{lic_owner}', 'true', 'true'
+    )
+  $$,
+  '... and one policy, for the upkeep (lic_owner)'
+);
+-- Through the parent, its policies apply as before.
+select from tests.act_as(tests.secret_key('A'));
+select is(
+  (api.ingest_events('[{"id": "now-2", "meter": "tokens", "subject_key": "u1", "quantity": 1}]') #>> '{data,0,status}'),
+  'accepted',
+  'an event is ingested into the month''s new partition'
+);
+select tests.clear_context();
+select results_eq(
+  'select partition from event_places where id = ''now-2''',
+  array['lic.metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM')],
+  '... which holds it'
 );
 select is(
   (select sum(r.quantity_sum) from lic.metering_rollups as r),
@@ -195,7 +233,7 @@ select results_eq(
   'the DEFAULT partition''s events of the new months moved into them; the one beyond the window stayed'
 );
 select is(
-  (select count(*)::integer from lic.metering_events), 4, 'no event was lost or copied by the moves'
+  (select count(*)::integer from lic.metering_events), 5, 'no event was lost or copied by the moves'
 );
 select ok(
   (
@@ -362,7 +400,7 @@ select results_eq(
   'February onwards and the DEFAULT partition remain'
 );
 select is_empty(
-  $$select id from lic.metering_events where id in ('now-1', 'past', 'january', 'b-january')$$,
+  $$select id from lic.metering_events where id in ('now-1', 'now-2', 'past', 'january', 'b-january')$$,
   'the dropped months'' events are gone'
 );
 select is(
