@@ -71,12 +71,12 @@ comment on function api.save_idempotent_response(text, text, integer, jsonb) is
 'Store the response of a request made with an Idempotency-Key claimed in this transaction; a top-level '
 '"secret" (a new API key) or "token" (a new agent token) is left out, so a replay answers without it.';
 
-create or replace function worker.purge_idempotency_keys(at timestamptz default now(), batch_size integer default 1000)
+-- The purge at a given instant; worker.purge_idempotency_keys runs it at
+-- now(), and tests that need another instant call it as lic_maint.
+create or replace function private.purge_idempotency_keys(at timestamptz, batch_size integer)
 returns integer
 language plpgsql
 volatile
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_count integer;
@@ -101,7 +101,19 @@ begin
   return v_count;
 end;
 $$;
-comment on function worker.purge_idempotency_keys(timestamptz, integer) is
-'Delete up to batch_size idempotency keys (with their stored responses) older than 24 hours at at, across '
-'tenants, oldest first. Returns how many (call again while it returns batch_size). '
+
+-- The clock is read here, not taken from the caller: an instant from
+-- lic_worker could purge every tenant's keys at once.
+create or replace function worker.purge_idempotency_keys(batch_size integer default 1000)
+returns integer
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select private.purge_idempotency_keys(at => pg_catalog.now(), batch_size => purge_idempotency_keys.batch_size);
+$$;
+comment on function worker.purge_idempotency_keys(integer) is
+'Delete up to batch_size idempotency keys (with their stored responses) older than 24 hours, across tenants, '
+'oldest first. Returns how many (call again while it returns batch_size). '
 'Errors: LINVL batch_size below 1.';

@@ -2,7 +2,7 @@
 -- concurrent "still in progress" path (LIDEM) needs two connections and is
 -- tested from Python.
 begin;
-select plan(21);
+select plan(22);
 
 select from tests.create_account('A');
 select from tests.create_account('B');
@@ -131,8 +131,15 @@ select is(
 );
 set local role lic_worker;
 select is(worker.purge_idempotency_keys(), 1, 'the next batch takes the other old key and nothing newer');
+-- An instant from lic_worker once purged every tenant's keys (issue 12).
+select throws_ok(
+  $$select worker.purge_idempotency_keys(at => 'infinity')$$, '42883', null,
+  'lic_worker cannot choose the instant of the purge'
+);
+-- The purge's helper, run as the purge runs (lic_maint), takes the instant.
+set local role lic_maint;
 select is(
-  worker.purge_idempotency_keys(at => now() + interval '25 hours'), :keys_left::integer,
+  private.purge_idempotency_keys(at => now() + interval '25 hours', batch_size => 1000), :keys_left::integer,
   'a day later every key left is old enough to go'
 );
 reset role;

@@ -14,7 +14,7 @@
 -- after switching; the migration revoked EXECUTE from PUBLIC by default.
 
 create schema tests;
-grant usage on schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting;
+grant usage on schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting, lic_owner;
 
 create function tests.clear_context()
 returns void
@@ -333,9 +333,10 @@ $$;
 comment on function tests.call_with_nulls(regprocedure) is
 'SQL that calls fn with a typed null for every argument.';
 
-grant execute on all functions in schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting;
+grant execute on all functions in schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting,
+lic_owner;
 revoke execute on function tests.create_account(text, text) from lic_app, lic_web, lic_definer, lic_maint, lic_worker,
-lic_reporting;
+lic_reporting, lic_owner;
 
 -- One row in every licensing table for an account, written as the superuser,
 -- so the two-tenant checks in 010_tenant_isolation.sql are not vacuous. A new
