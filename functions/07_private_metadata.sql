@@ -13,8 +13,8 @@ as $$
 declare
   v_result jsonb;
   v_count integer;
-  v_key text;
-  v_value jsonb;
+  v_long_key text;
+  v_long_value text;
 begin
   if changes is null then
     return current;
@@ -28,23 +28,29 @@ begin
     when merge then (current || changes) - array(select c.key from jsonb_each(changes) as c where c.value = 'null')
     else changes
   end;
-  select count(*) into v_count from jsonb_object_keys(v_result) as k;
+  -- One pass over the keys. A string counts its characters; any other value
+  -- its JSON text, so numbers, booleans, arrays and objects stay as bounded
+  -- as strings.
+  select
+    count(*),
+    min(r.key) filter (where length(r.key) > 40),
+    min(r.key) filter (
+      where length(case when jsonb_typeof(r.value) = 'string' then r.value #>> '{}' else r.value::text end) > 500
+    )
+  into v_count, v_long_key, v_long_value
+  from jsonb_each(v_result) as r;
   if v_count > 50 then
     raise exception using errcode = 'LINVL', column = 'metadata',
       message = format('metadata may have at most 50 keys (this has %s)', v_count);
   end if;
-  for v_key, v_value in select r.key, r.value from jsonb_each(v_result) as r order by r.key loop
-    if length(v_key) > 40 then
-      raise exception using errcode = 'LINVL', column = 'metadata',
-        message = format('metadata key "%s…" is longer than 40 characters', left(v_key, 40));
-    end if;
-    -- A string counts its characters; any other value its JSON text, so
-    -- numbers, booleans, arrays and objects stay as bounded as strings.
-    if length(case when jsonb_typeof(v_value) = 'string' then v_value #>> '{}' else v_value::text end) > 500 then
-      raise exception using errcode = 'LINVL', column = 'metadata',
-        message = format('the value of metadata key "%s" is longer than 500 characters', v_key);
-    end if;
-  end loop;
+  if v_long_key is not null then
+    raise exception using errcode = 'LINVL', column = 'metadata',
+      message = format('metadata key "%s…" is longer than 40 characters', left(v_long_key, 40));
+  end if;
+  if v_long_value is not null then
+    raise exception using errcode = 'LINVL', column = 'metadata',
+      message = format('the value of metadata key "%s" is longer than 500 characters', v_long_value);
+  end if;
   return v_result;
 end;
 $$;
