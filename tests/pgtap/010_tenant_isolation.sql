@@ -12,8 +12,8 @@ select is(current_setting('lic.account_id', true), null, 'a new session has no t
 insert into lic.accounts (account_id, name) values ('01890000-0000-7000-8000-000000000000', 'Raw');
 insert into lic.api_keys (account_id, kind, key_hash, redacted)
 values ('01890000-0000-7000-8000-000000000000', 'secret', sha256('raw'), 'raw');
-insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status)
-values ('01890000-0000-7000-8000-000000000000', 'raw', 'raw', 200);
+insert into lic.idempotency_keys (account_id, principal_kind, principal_id, key, request_fingerprint, response_status)
+values ('01890000-0000-7000-8000-000000000000', 'secret', private.uuid_v7(), 'raw', 'raw', 200);
 
 set local role lic_definer;
 select is_empty(
