@@ -883,43 +883,34 @@ begin
     leased_until = claim_webhook_deliveries.at + claim_webhook_deliveries.lease,
     next_attempt_at = claim_webhook_deliveries.at + claim_webhook_deliveries.lease
   from (
-    with recursive pending (account_id) as (
-      -- The accounts with pending deliveries: one index probe each (a loose
-      -- index scan of webhook_deliveries__account_id_next_attempt_at_idx).
+    with recursive pending (account_id, oldest) as (
+      -- Each account with pending deliveries and the earliest next_attempt_at
+      -- among them: one probe of webhook_deliveries__account_id_next_attempt_at_idx
+      -- per account (a loose index scan: an account's first entry is its
+      -- earliest).
       (
-        select p.account_id from lic.webhook_deliveries as p
+        select p.account_id, p.next_attempt_at from lic.webhook_deliveries as p
         where p.status = 'pending'
-        order by p.account_id limit 1
+        order by p.account_id, p.next_attempt_at limit 1
       )
       union all
-      select (
-        select p.account_id from lic.webhook_deliveries as p
-        where p.status = 'pending' and p.account_id > pending.account_id
-        order by p.account_id limit 1
-      )
+      select n.account_id, n.next_attempt_at
       from pending
-      where pending.account_id is not null
+      cross join lateral (
+        select p.account_id, p.next_attempt_at from lic.webhook_deliveries as p
+        where p.status = 'pending' and p.account_id > pending.account_id
+        order by p.account_id, p.next_attempt_at limit 1
+      ) as n
     )
 
     select q.account_id, q.id, q.endpoint_id, q.event_id
     from (
       -- Those with something due, longest waiting first: batch_size of them at
       -- most, batch_size / their number deliveries each (at least one).
-      select w.account_id, greatest(1, claim_webhook_deliveries.batch_size / count(*) over ()) as share
-      from (
-        select
-          pending.account_id,
-          (
-            select min(o.next_attempt_at) from lic.webhook_deliveries as o
-            where
-              o.account_id = pending.account_id and o.status = 'pending'
-              and o.next_attempt_at <= claim_webhook_deliveries.at
-          ) as oldest
-        from pending
-        where pending.account_id is not null
-      ) as w
-      where w.oldest is not null
-      order by w.oldest
+      select pending.account_id, greatest(1, claim_webhook_deliveries.batch_size / count(*) over ()) as share
+      from pending
+      where pending.oldest <= claim_webhook_deliveries.at
+      order by pending.oldest
       limit claim_webhook_deliveries.batch_size
     ) as a
     cross join lateral (
