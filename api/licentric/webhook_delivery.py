@@ -403,7 +403,9 @@ class Dispatcher:
         """Start what the endpoint limit allows, keep what may wait; the leases of the rest."""
         now = time.monotonic()
         over: list[UUID] = []
-        for delivery in deliveries:
+        # Oldest first (ids are UUIDv7, in creation order): the claim returns its rows in no set order, and
+        # an endpoint's first sends must not be its newest while its oldest wait or go back.
+        for delivery in sorted(deliveries, key=lambda claimed: claimed.delivery_id):
             claimed = Claimed(delivery, now)
             endpoint = delivery.endpoint_id
             if self._sending[endpoint] < self._endpoint_slots:
