@@ -1,4 +1,4 @@
--- Outbound webhooks (decisions 34-35).
+-- Outbound webhooks (decisions 34-35, 61-62).
 --
 -- Fan-out: every row inserted into lic.events of a subscribable type becomes,
 -- in the same transaction, one pending delivery per enabled endpoint of its
