@@ -6,8 +6,9 @@
 -- an api function (lic_definer, tenant context) or a worker sweep (lic_maint,
 -- no context, through the __maint policies). 'ping' goes only where
 -- api.send_test_webhook sends it; an endpoint's creation, updates and
--- deletion go nowhere (decision 61). Any new delivery notifies
--- 'licentric_webhooks', on which the worker listens.
+-- deletion go nowhere (decision 61). Any new delivery notifies the webhook
+-- channel (private.webhook_channel: a name only Licentric's roles can learn,
+-- decision 54), on which the worker listens.
 --
 -- Delivery: the worker claims due deliveries, a share per account
 -- (worker.claim_webhook_deliveries, decision 62: FOR UPDATE SKIP LOCKED, a
@@ -330,15 +331,47 @@ comment on function private.webhook_next_attempt_at(integer, integer, timestampt
 'When the attempt after attempt n is due, counted from at: the schedule''s delay with ±20 % jitter, at least '
 'retry_after_seconds (capped at 24 h) when given; null once the schedule is spent.';
 
+-- Any role may LISTEN on, or NOTIFY, any channel: with a well-known name a
+-- tenant's login could watch the service's delivery rate or wake the
+-- dispatcher at will. The name is derived from the context signing key,
+-- which only lic_definer reads (decision 54).
+create or replace function private.webhook_channel()
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select
+    'licentric_webhooks_' || pg_catalog.left(
+      pg_catalog.encode(pg_catalog.sha256(k.key || pg_catalog.convert_to('webhook channel', 'UTF8')), 'hex'), 32
+    )
+  from private.context_signing_keys as k;
+$$;
+comment on function private.webhook_channel() is
+'The NOTIFY channel of the webhook dispatcher: a name no role outside Licentric''s own can learn.';
+
+create or replace function worker.webhook_channel()
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select private.webhook_channel();
+$$;
+comment on function worker.webhook_channel() is
+'The channel the webhook dispatcher LISTENs on (every new, retried or released delivery notifies it).';
+
 create or replace function private.notify_webhooks()
 returns void
 language sql
 volatile
 as $$
-  select pg_catalog.pg_notify('licentric_webhooks', '');
+  select pg_catalog.pg_notify(private.webhook_channel(), '');
 $$;
 comment on function private.notify_webhooks() is
-'Wake the webhook workers (NOTIFY licentric_webhooks) when the transaction commits.';
+'Wake the webhook workers (NOTIFY on private.webhook_channel()) when the transaction commits.';
 
 -- ---------------------------------------------------------------------------
 -- Fan-out
@@ -369,7 +402,7 @@ end;
 $$;
 comment on function private.tg_events__fan_out() is
 'Makes one pending delivery of a new event of a subscribable type (private.webhook_event_types) per enabled '
-'endpoint of its account subscribed to its type, and notifies licentric_webhooks.';
+'endpoint of its account subscribed to its type, and notifies the webhook channel.';
 
 create or replace trigger events__fan_out
 after insert on lic.events

@@ -4,8 +4,8 @@ jobs (DESIGN §6, docs/webhooks.md).
 Every rule is in SQL (functions/80_webhooks.sql): the fan-out of events into deliveries, the lease, the
 retry schedule, 410 and five days of failure disabling an endpoint. This module does what SQL cannot:
 
-- wake: a connection of its own LISTENs on 'licentric_webhooks' (the fan-out notifies it when a
-  delivery is made, retried or replayed); with no notification it still polls every
+- wake: a connection of its own LISTENs on the webhook channel (worker.webhook_channel(); the fan-out
+  notifies it when a delivery is made, retried or replayed); with no notification it still polls every
   LICENTRIC_WEBHOOK_POLL_INTERVAL seconds (retries come due without one). When Postgres goes away it
   reconnects by itself, and polls at once when it is back.
 - claim: worker.claim_webhook_deliveries in a short transaction of its own, as many as this worker can
@@ -58,7 +58,6 @@ from licentric.webhook_signing import signature_headers
 
 log = logging.getLogger("licentric.webhooks")
 
-CHANNEL = "licentric_webhooks"
 # Bytes of a response read (and characters kept); the rest is never read.
 RESPONSE_LIMIT = 1024
 # Seconds between two reconnection attempts when Postgres is away, at most.
@@ -428,7 +427,9 @@ class Dispatcher:
                     self._settings.database_url or "", autocommit=True
                 ) as conn:
                     await check_login(conn, self._role)
-                    await conn.execute(sql.SQL("listen {}").format(sql.Identifier(CHANNEL)))
+                    # A name only Licentric's roles can learn (decision 54).
+                    channel = (await (await conn.execute("select worker.webhook_channel()")).fetchone())[0]
+                    await conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
                     if delay > 0.1:
                         log.info("webhook listener reconnected")
                     delay = 0.1

@@ -174,27 +174,20 @@ where
 -- Worker functions read the clock themselves: an instant or a span from the
 -- caller let lic_worker drop every tenant's events or keys ahead of time.
 create temporary view worker_clock_offenders as
-select r.fn::text as offender
+select distinct r.fn::text as offender
 from routines as r
 inner join pg_catalog.pg_proc as p on r.fn = p.oid
+cross join lateral unnest(p.proargnames[1:p.pronargs], p.proargtypes::oid[]) as a (name, typ)
+inner join pg_catalog.pg_type as t on a.typ = t.oid
+left join pg_catalog.pg_type as e on t.typelem = e.oid and t.typcategory = 'A'
 where
   r.schema = 'worker'
-  and exists (
-    select from unnest(p.proargtypes::oid[]) as a (typ)
-    inner join pg_catalog.pg_type as t on a.typ = t.oid
-    left join pg_catalog.pg_type as e on t.typelem = e.oid and t.typcategory = 'A'
-    -- D: date and time types, T: interval; a domain has its base type's category.
-    where t.typcategory in ('D', 'T') or e.typcategory in ('D', 'T')
-  )
-  -- functions/80_webhooks.sql is another item's (issue 12, webhooks): its
-  -- signatures of today are let through by name and types, so any change to
-  -- them is checked again.
-  and r.fn::text not in (
-    'worker.claim_webhook_deliveries(integer,interval,timestamp with time zone)',
-    (
-      'worker.record_webhook_attempt(uuid,uuid,uuid,timestamp with time zone,integer,integer,text,text,integer,'
-      || 'timestamp with time zone)'
-    )
+  -- D: date and time types, T: interval; a domain has its base type's category.
+  and (t.typcategory in ('D', 'T') or e.typcategory in ('D', 'T'))
+  -- Two are data the worker reports, not the clock a job runs by: when it
+  -- began sending an attempt, and how long it wants a claim leased.
+  and (p.proname, a.name) not in (
+    ('record_webhook_attempt', 'started_at'), ('claim_webhook_deliveries', 'lease')
   );
 
 create temporary view search_path_offenders as

@@ -5,7 +5,7 @@
 -- row of B or changes one. And nothing it can execute takes an account, a
 -- slug or a hash from its caller.
 begin;
-select plan(19);
+select plan(20);
 
 select from tests.create_account('A', 'starter');
 select from tests.create_account('B', 'growth');
@@ -255,6 +255,10 @@ select is_empty(
     where tests.sqlstate_of(q.statement) is distinct from '42501'
   $$,
   'lic_app reads no table, function or session statistics'
+);
+select is(
+  tests.sqlstate_of('select worker.webhook_channel()'), '42501',
+  'lic_app cannot learn the webhook dispatcher''s channel (to LISTEN on it or wake it)'
 );
 reset session authorization;
 select is_empty(

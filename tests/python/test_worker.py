@@ -92,8 +92,11 @@ def seed_idempotency_keys(database_url: str) -> str:
     account_id = create_account(database_url, "Idempotency test", "free")["account_id"]
     superuser(
         database_url,
-        "insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status, created_at)"
-        " values (%(a)s, 'stale', 'fp', 200, now() - interval '2 days'), (%(a)s, 'fresh', 'fp', 200, now())",
+        "insert into lic.idempotency_keys (account_id, principal_kind, principal_id, key,"
+        " request_fingerprint, response_status, created_at)"
+        " select k.account_id, 'secret', k.id, v.key, 'fp', 200, v.created_at"
+        " from lic.api_keys as k, (values ('stale', now() - interval '2 days'), ('fresh', now()))"
+        " as v (key, created_at) where k.account_id = %(a)s",
         {"a": account_id},
     )
     return account_id
