@@ -48,14 +48,19 @@ comment on function private.count_request(uuid, uuid, timestamptz) is
 'Count one request of an account''s principal (key, agent, or the account for Stripe) in at''s minute and '
 'answer the minute''s count so far. Needs the account''s context (lic.request_counts is a tenant table).';
 
+-- PL/pgSQL, not SQL: it runs on every request, and its plan is then cached.
 create or replace function private.client_requests(client_hash bytea, at timestamptz)
 returns integer
-language sql
+language plpgsql
 stable
 as $$
-  select coalesce(sum(c.requests), 0)::integer
-  from private.client_request_counts as c
-  where c.client_hash = client_requests.client_hash and c.window_start = pg_catalog.date_trunc('minute', at);
+begin
+  return (
+    select coalesce(sum(c.requests), 0)::integer
+    from private.client_request_counts as c
+    where c.client_hash = client_requests.client_hash and c.window_start = pg_catalog.date_trunc('minute', at)
+  );
+end;
 $$;
 comment on function private.client_requests(bytea, timestamptz) is
 'The requests a client address made in at''s minute that no key vouched for.';
