@@ -38,4 +38,4 @@ bench: $(STAMP)
 docs: $(STAMP)
 	psql -X -q "$(TEST_DATABASE_URL)" -c "drop database if exists licentric_docs with (force)" -c "create database licentric_docs"
 	DATABASE_URL="$$(echo "$(TEST_DATABASE_URL)" | sed 's#/[^/]*$$#/licentric_docs#')" sh -c \
-	  '$(VENV)/bin/licentric migrate && $(PY) docs/generate_sql_api.py > docs/sql-api.md'
+	  'LICENTRIC_SHARED_ROLES=true $(VENV)/bin/licentric migrate && $(PY) docs/generate_sql_api.py > docs/sql-api.md'

@@ -2,11 +2,12 @@
 
     make bench
 
-1. pgbench, the way a trusted backend calls Licentric: one transaction of
-   api.authenticate + one call + commit, as lic_app (RLS active), prepared
-   statements. Compared with the same transaction shape doing one primary-key
-   lookup instead of the call (the floor Licentric can reach), and with plain
-   `pgbench -S`, at 1 and 8 clients.
+1. pgbench, the two ways a trusted backend calls Licentric (decision 52), prepared
+   statements, RLS active: as lic_app, api.authenticate(key) + one call in a
+   transaction; as the account's bound login (lic_tenant_<hex>), the call
+   alone. Compared with the floor of issue 12: `begin; set_config(...); one
+   primary-key lookup (no RLS); commit`, and with plain `pgbench -S`, at 1 and
+   8 clients; each figure the median of 3 runs interleaved across the scripts.
 2. wrk, over HTTP: POST /v1/licenses/validate against GET /v1/account (a
    trivial authenticated endpoint of the same app), 16 connections: requests/s
    and p99 latency.
@@ -19,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ import httpx
 import psycopg
 
 from licentric.cli import create_account
+from licentric.db import WEB_ROLE, login_url
 from licentric.migrate import migrate
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -64,23 +67,23 @@ select row_number() over (order by id), key from lic.licenses where account_id =
 grant select on public.bench_keys to lic_app;
 """
 
+# Who runs each script: the shared tenant-backend role with a key, or the account's bound login.
+KEYED, BOUND = "lic_app", "bound"
+
 SCRIPTS = {
-    "floor: authenticate + 1 PK lookup": """
+    "floor: set_config + 1 PK lookup": (
+        KEYED,
+        """
 \\set n random(1, {n})
 begin;
-select from api.authenticate(secret => :secret);
+select set_config('bench.context', :secret, true);
 select key from public.bench_keys where n = :n;
 commit;
 """,
-    "api.validate_license": """
-\\set n random(1, {n})
-begin;
-select from api.authenticate(secret => :secret);
-select * from api.validate_license(key => (select key from public.bench_keys where n = :n),
-  entitlements => array['feature-1', 'feature-2']);
-commit;
-""",
-    "api.check_entitlement (by customer)": """
+    ),
+    "key: authenticate + check_entitlement": (
+        KEYED,
+        """
 \\set n random(1, {n})
 begin;
 select from api.authenticate(secret => :secret);
@@ -89,7 +92,41 @@ select * from api.check_entitlement(
 );
 commit;
 """,
+    ),
+    "bound login: check_entitlement": (
+        BOUND,
+        """
+\\set n random(1, {n})
+begin;
+select * from api.check_entitlement(
+  entitlement => 'feature-2', customer_external_id => 'cust-' || (:n)::text
+);
+commit;
+""",
+    ),
+    "key: authenticate + validate_license": (
+        KEYED,
+        """
+\\set n random(1, {n})
+begin;
+select from api.authenticate(secret => :secret);
+select * from api.validate_license(key => (select key from public.bench_keys where n = :n),
+  entitlements => array['feature-1', 'feature-2']);
+commit;
+""",
+    ),
+    "bound login: validate_license": (
+        BOUND,
+        """
+\\set n random(1, {n})
+begin;
+select * from api.validate_license(key => (select key from public.bench_keys where n = :n),
+  entitlements => array['feature-1', 'feature-2']);
+commit;
+""",
+    ),
 }
+RUNS = 3
 
 
 def pgbench(url: str, script: str | None, clients: int, user: str | None = None, secret: str = "") -> float:
@@ -160,15 +197,27 @@ def main() -> None:
         conn.execute("analyze")
     subprocess.run(["pgbench", "-i", "-q", "-s", "10", url], check=True, capture_output=True)
 
-    print(f"pgbench, {SECONDS} s each, prepared statements, role lic_app for the api scripts")
+    with psycopg.connect(url, autocommit=True) as conn:
+        bound = conn.execute(
+            "select private.create_account_login(account_id => %s, password => null)",
+            (account["account_id"],),
+        ).fetchone()[0]
+        conn.execute(f"grant select on public.bench_keys to {bound}")
+    users = {KEYED: KEYED, BOUND: bound}
+
+    print(f"pgbench, {SECONDS} s each, prepared statements, median of {RUNS} interleaved runs")
     print(f"{'script':40} {'clients':>7} {'tps':>9} {'/floor':>7} {'/-S':>6}")
     for clients in (1, 8):
-        plain = pgbench(url, None, clients)
-        floor = None
-        for name, script in SCRIPTS.items():
-            tps = pgbench(url, script.format(n=LICENSES), clients, "lic_app", account["secret_key"])
-            floor = floor or tps
-            print(f"{name:40} {clients:7} {tps:9.0f} {tps / floor:7.2f} {tps / plain:6.2f}")
+        runs: dict[str, list[float]] = {name: [] for name in ["pgbench -S", *SCRIPTS]}
+        for _ in range(RUNS):
+            runs["pgbench -S"].append(pgbench(url, None, clients))
+            for name, (who, script) in SCRIPTS.items():
+                tps = pgbench(url, script.format(n=LICENSES), clients, users[who], account["secret_key"])
+                runs[name].append(tps)
+        tps = {name: statistics.median(values) for name, values in runs.items()}
+        floor, plain = tps[next(iter(SCRIPTS))], tps["pgbench -S"]
+        for name in SCRIPTS:
+            print(f"{name:40} {clients:7} {tps[name]:9.0f} {tps[name] / floor:7.2f} {tps[name] / plain:6.2f}")
         print(f"{'pgbench -S':40} {clients:7} {plain:9.0f}")
 
     if not shutil.which("wrk"):
@@ -177,7 +226,7 @@ def main() -> None:
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": url,
+        "DATABASE_URL": login_url(url, WEB_ROLE),
         "LICENTRIC_PORT": str(port),
         "LICENTRIC_LOG_LEVEL": "WARNING",
         "LICENTRIC_RATE_LIMIT_PER_MINUTE": "100000000",

@@ -14,8 +14,9 @@
    (sum, count, max, unique_count of a property); 10 % of the subjects (100 licenses) have a hard monthly
    budget on every meter, far above what the run spends. occurred_at is within the last day, ids are random
    UUIDs (as clients' idempotency keys are), and the monthly partitions exist (made by
-   worker.ensure_metering_partitions, as the worker does), so no event lands in the DEFAULT partition. Each
-   run's rows/s is divided by COPY's rows/s from the same number of clients; the targets use 1 client.
+   private.ensure_metering_partitions as the worker runs it, from last month), so no event lands in the
+   DEFAULT partition. Each run's rows/s is divided by COPY's rows/s from the same number of clients; the
+   targets use 1 client.
 3. POST /v1/usage/events with 1,000-event bodies from BENCH_METERING_HTTP_CONNECTIONS concurrent
    connections (an asyncio httpx load generator: wrk is not installed here, and one fixed wrk body would
    be all duplicates after its first request) against a `licentric serve` subprocess (one uvicorn process),
@@ -454,8 +455,9 @@ def ensure_partitions(url: str) -> None:
     """The monthly partitions from last month to 3 months ahead, as the worker makes them."""
     last_month = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).replace(day=1)
     with psycopg.connect(url) as conn:
-        conn.execute("set role lic_worker")
-        conn.execute("select worker.ensure_metering_partitions(months_ahead => 4, at => %s)", (last_month,))
+        # The upkeep's helper, as the upkeep runs it (lic_owner), for an instant of last month.
+        conn.execute("set role lic_owner")
+        conn.execute("select private.ensure_metering_partitions(at => %s, months_ahead => 4)", (last_month,))
 
 
 def bare_partitions(url: str) -> None:

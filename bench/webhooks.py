@@ -16,6 +16,9 @@ fallback; private targets allowed, as loopback needs).
    are running and idle; deliveries/s is their number over the time from that commit until the last
    attempt is recorded as succeeded. With 1 worker and with 2; and with 1 worker and a single endpoint
    (which a worker sends to at most 16 at a time, a quarter of its slots).
+3. The claim alone (decision 62): worker.claim_webhook_deliveries(batch_size => 64) as lic_worker, each
+   committed, until the queue is drained (nothing is sent; no worker runs): 8 tenants with 1,250 due
+   deliveries each, and 1,000 tenants with 10 each.
 """
 
 from __future__ import annotations
@@ -61,6 +64,14 @@ select private.emit_event(
 )
 from generate_series(1, %(per_account)s), unnest(%(accounts)s::uuid[]) as a (id)
 """
+
+CLAIM_TENANTS = """
+insert into lic.webhook_endpoints (account_id, url, secret_ciphertext, event_types)
+select a.account_id, 'http://127.0.0.1:9/claim', '\\x01', '{license.suspended}'
+from generate_series(1, %(tenants)s) as n, private.create_account('bench claim ' || n, 'enterprise') as a
+returning account_id
+"""
+CLAIM = "select count(*) from worker.claim_webhook_deliveries(batch_size => 64)"
 
 
 class Receiver:
@@ -214,6 +225,32 @@ async def throughput(url: str, accounts: list[str], workers_count: int, logs: Pa
         stop_workers(workers)
 
 
+def claim_latency(url: str, tenants: int, per_tenant: int) -> list[float]:
+    """Milliseconds per claim of 64 while tenants x per_tenant due deliveries are claimed, none sent."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("truncate lic.webhook_attempts")
+        conn.execute("delete from lic.webhook_deliveries")
+        with conn.transaction():
+            accounts = [row[0] for row in conn.execute(CLAIM_TENANTS, {"tenants": tenants})]
+            conn.execute(EMIT, {"per_account": per_tenant, "accounts": accounts})
+        conn.execute("vacuum analyze lic.webhook_deliveries")
+        conn.execute("set role lic_worker")
+        samples = []
+        while True:
+            started = time.perf_counter()
+            claimed = conn.execute(CLAIM).fetchone()[0]
+            if claimed == 0:
+                break
+            samples.append((time.perf_counter() - started) * 1000)
+        conn.execute("reset role")
+        conn.execute(
+            "update lic.webhook_endpoints set enabled = false, disabled_at = now(), disabled_reason = 'bench'"
+            " where account_id = any(%s)",
+            (accounts,),
+        )
+        return samples
+
+
 async def run(url: str, logs: Path) -> bool:
     receiver = Receiver()
     await receiver.start()
@@ -253,6 +290,12 @@ async def run(url: str, logs: Path) -> bool:
         rates["single"] = rate
         label = f"{DELIVERIES:,} deliveries to 1 endpoint"
         print(f"{label:52} {1:7} {rate:12,.0f}")
+
+        print(f"\n{'claim of 64 (no sending)':52} {'p50 ms':>7} {'p99 ms':>12}")
+        for tenants, per_tenant in ((8, 1250), (1000, 10)):
+            claims = claim_latency(url, tenants, per_tenant)
+            label = f"{tenants:,} tenants x {per_tenant:,} due"
+            print(f"{label:52} {percentile(claims, 50):7.2f} {percentile(claims, 99):12.2f}")
 
         print("\nTargets")
         checks = [

@@ -1,9 +1,32 @@
 -- The tenant context: transaction-local settings written only through
 -- private.set_context, by api.authenticate and by definer functions that
 -- derive the account themselves. Any role can write a lic.* setting, so
--- set_context also signs the settings (bound to the transaction) and the
--- readers trust only a signed context. An unset, empty or forged context
+-- set_context also signs the settings (bound to the transaction's start) and
+-- the readers trust only a signed context. An unset, empty or forged context
 -- reads as null, so RLS sees no rows and api functions raise LAUTH.
+-- A database login bound to an account (lic_tenant_<account hex>, made by
+-- `licentric accounts login`, decision 52) needs no key: PostgreSQL has
+-- authenticated it, and session_user cannot be changed by a non-superuser.
+
+-- The account a login role is bound to, or null: its name is lic_tenant_
+-- followed by the account id in 32 hex digits (decision 52).
+create or replace function private.login_account()
+returns uuid
+language plpgsql
+stable
+parallel safe
+as $$
+declare
+  v_login text := session_user;
+begin
+  if length(v_login) = 43 and starts_with(v_login, 'lic_tenant_') then
+    return substr(v_login, 12)::uuid;
+  end if;
+  return null;
+end;
+$$;
+comment on function private.login_account() is
+'The account the session''s login role is bound to (lic_tenant_<32 hex>), or null for any other login.';
 
 create or replace function private.context_signature(account_id text, kind text, principal_id text)
 returns text
@@ -61,12 +84,22 @@ stable
 parallel safe
 as $$
 declare
-  v_account_id text := pg_catalog.current_setting('lic.account_id', true);
-  v_kind text := pg_catalog.current_setting('lic.key_kind', true);
-  v_principal_id text := pg_catalog.current_setting('lic.principal_id', true);
+  v_signature text := pg_catalog.current_setting('lic.context_signature', true);
+  v_account_id text;
+  v_kind text;
+  v_principal_id text;
 begin
-  if pg_catalog.current_setting('lic.context_signature', true)
-    = private.context_signature(v_account_id, v_kind, v_principal_id) then
+  if v_signature is null or v_signature = '' then
+    -- No key in this transaction: a bound login speaks for its account as
+    -- a secret key would (no principal: no key or agent made the call).
+    account_id := private.login_account();
+    kind := case when account_id is not null then 'secret' end;
+    return;
+  end if;
+  v_account_id := pg_catalog.current_setting('lic.account_id', true);
+  v_kind := pg_catalog.current_setting('lic.key_kind', true);
+  v_principal_id := pg_catalog.current_setting('lic.principal_id', true);
+  if v_signature = private.context_signature(v_account_id, v_kind, v_principal_id) then
     account_id := nullif(v_account_id, '')::uuid;
     kind := nullif(v_kind, '');
     principal_id := nullif(v_principal_id, '')::uuid;
@@ -74,7 +107,8 @@ begin
 end;
 $$;
 comment on function private.current_context() is
-'The tenant context of the current transaction if private.set_context wrote it, else nulls.';
+'The tenant context of the current transaction if private.set_context wrote it, else the account of a bound '
+'login (kind secret), else nulls.';
 
 -- A definer function because lic_reporting's tenant policy calls it: the
 -- reporting role may execute it (functions/99_privileges.sql) without USAGE on
@@ -105,10 +139,11 @@ language sql
 stable
 parallel safe
 as $$
-  select nullif(pg_catalog.current_setting('lic.account_id', true), '')::uuid;
+  select coalesce(nullif(pg_catalog.current_setting('lic.account_id', true), '')::uuid, private.login_account());
 $$;
 comment on function private.context_account_id() is
-'The account named by the context, unverified: for lic_definer''s RLS only (api functions verify on entry).';
+'The account named by the context (else the bound login''s), unverified: for lic_definer''s RLS only (api '
+'functions verify on entry that it is the account they were proved).';
 
 -- Every api function except api.authenticate starts with this call, so a call
 -- without an authenticated account fails loudly instead of seeing nothing, and
@@ -134,6 +169,12 @@ begin
     raise exception using
       errcode = 'LDNID',
       message = format('a %s key may not do this; it needs a %s key', v_kind, array_to_string(kinds, ' or '));
+  end if;
+  -- lic_definer's RLS reads the unverified account (context_account_id): a
+  -- bound login that wrote another account into lic.account_id would
+  -- otherwise be verified as itself and read as the other.
+  if private.context_account_id() is distinct from v_account_id then
+    raise exception using errcode = 'LAUTH', message = 'the tenant context names another account than was proved';
   end if;
   return v_account_id;
 end;

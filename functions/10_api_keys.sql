@@ -140,6 +140,10 @@ declare
   v_agent lic.agents;
 begin
   v_account_id := private.token_account(secret);
+  -- A login bound to an account acts for that account only (decision 52).
+  if private.login_account() <> v_account_id then
+    raise exception using errcode = 'LAUTH', message = 'this database login is bound to another account';
+  end if;
   -- Provisional, unsigned account (no kind: no api function accepts it) so
   -- the lookup itself runs under lic_definer's tenant policy.
   perform set_config('lic.account_id', v_account_id::text, true);

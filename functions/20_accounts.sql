@@ -97,12 +97,14 @@ begin
     jsonb_build_object(
       'active_licenses', coalesce(a.max_active_licenses, p.max_active_licenses),
       'agents', coalesce(a.max_agents, p.max_agents),
+      'webhook_endpoints', coalesce(a.max_webhook_endpoints, p.max_webhook_endpoints),
       'custom_branding', p.custom_branding,
       'embeddable_analytics', p.embeddable_analytics
     ),
     jsonb_build_object(
       'active_licenses', a.active_licenses,
       'agents', a.active_agents,
+      'webhook_endpoints', a.webhook_endpoints,
       'api_keys', (
         select count(*) from lic.api_keys as k
         where k.revoked_at is null and (k.expires_at is null or k.expires_at > now())

@@ -189,7 +189,7 @@ begin
   insert into lic.licenses (account_id, key, policy_id, customer_id, expires_at, metadata)
   values (
     v_account_id, private.new_license_key(), v_policy.id, create_license.customer_id,
-    coalesce(create_license.expires_at, now() + v_policy.duration), coalesce(create_license.metadata, '{}')
+    coalesce(create_license.expires_at, now() + v_policy.duration), private.write_metadata('{}', create_license.metadata)
   )
   returning * into v_license;
   if customer_id is not null then

@@ -97,9 +97,6 @@ begin
     raise exception using errcode = 'LINVL', column = 'dispute_action',
       message = 'dispute_action must be "suspend" or "none"';
   end if;
-  if p.metadata is null or jsonb_typeof(p.metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be a JSON object';
-  end if;
 end;
 $$;
 comment on function private.check_license_policy(lic.license_policies) is
@@ -162,7 +159,7 @@ begin
   v_policy.grace_period := coalesce(grace_period, interval '7 days');
   v_policy.refund_action := coalesce(refund_action, 'suspend');
   v_policy.dispute_action := coalesce(dispute_action, 'suspend');
-  v_policy.metadata := coalesce(metadata, '{}');
+  v_policy.metadata := private.write_metadata('{}', metadata);
   perform private.check_license_policy(v_policy);
   -- A duplicate code fails on the unique constraint: 23505 (409 already_exists).
   insert into lic.license_policies as p (
@@ -306,7 +303,7 @@ begin
   v_new.grace_period := coalesce(grace_period, v_old.grace_period);
   v_new.refund_action := coalesce(refund_action, v_old.refund_action);
   v_new.dispute_action := coalesce(dispute_action, v_old.dispute_action);
-  v_new.metadata := coalesce(metadata, v_old.metadata);
+  v_new.metadata := private.write_metadata(v_old.metadata, metadata);
   perform private.check_license_policy(v_new);
   v_before := private.license_policy_view(v_old);
   -- Compared as JSON: interval equality would take P1M for P30D.

@@ -24,9 +24,6 @@ begin
   if e.name is null or length(e.name) not between 1 and 200 then
     raise exception using errcode = 'LINVL', column = 'name', message = 'name must be 1-200 characters';
   end if;
-  if e.metadata is null or jsonb_typeof(e.metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be a JSON object';
-  end if;
 end;
 $$;
 comment on function private.check_entitlement(lic.entitlements) is
@@ -46,7 +43,7 @@ declare
 begin
   v_entitlement.code := code;
   v_entitlement.name := name;
-  v_entitlement.metadata := coalesce(metadata, '{}');
+  v_entitlement.metadata := private.write_metadata('{}', metadata);
   perform private.check_entitlement(v_entitlement);
   -- A duplicate code fails on the unique constraint: 23505 (409 already_exists).
   insert into lic.entitlements as e (account_id, code, name, metadata)
@@ -148,7 +145,7 @@ begin
   end if;
   v_new := v_old;
   v_new.name := coalesce(name, v_old.name);
-  v_new.metadata := coalesce(metadata, v_old.metadata);
+  v_new.metadata := private.write_metadata(v_old.metadata, metadata);
   perform private.check_entitlement(v_new);
   if to_jsonb(v_new) = to_jsonb(v_old) then
     return private.entitlement_view(v_old);

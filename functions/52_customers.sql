@@ -34,9 +34,6 @@ begin
     raise exception using errcode = 'LINVL', column = 'stripe_customer_id',
       message = 'stripe_customer_id must be a Stripe customer id (cus_…)';
   end if;
-  if c.metadata is null or jsonb_typeof(c.metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be a JSON object';
-  end if;
 end;
 $$;
 comment on function private.check_customer(lic.customers) is
@@ -64,7 +61,7 @@ begin
   v_customer.name := name;
   v_customer.external_id := external_id;
   v_customer.stripe_customer_id := stripe_customer_id;
-  v_customer.metadata := coalesce(metadata, '{}');
+  v_customer.metadata := private.write_metadata('{}', metadata);
   perform private.check_customer(v_customer);
   -- A duplicate external_id or stripe_customer_id fails on its unique
   -- constraint: 23505 (409 already_exists).
@@ -198,7 +195,7 @@ begin
   v_new.stripe_customer_id := case
     when 'stripe_customer_id' = any(clear) then null else coalesce(stripe_customer_id, v_old.stripe_customer_id)
   end;
-  v_new.metadata := coalesce(metadata, v_old.metadata);
+  v_new.metadata := private.write_metadata(v_old.metadata, metadata);
   perform private.check_customer(v_new);
   if to_jsonb(v_new) = to_jsonb(v_old) then
     return private.customer_view(v_old);

@@ -178,12 +178,10 @@ declare
   v_account_id uuid := private.require_account();
   v_before lic.licenses := private.lock_license(license_id);
   v_after lic.licenses;
+  v_metadata jsonb := private.write_metadata(v_before.metadata, metadata, merge => true);
   v_expires_at timestamptz := v_before.expires_at;
   v_status text := v_before.status;
 begin
-  if metadata is not null and jsonb_typeof(metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be an object';
-  end if;
   if expires_at is not null and coalesce(clear_expiry, false) then
     raise exception using errcode = 'LINVL', column = 'expires_at',
       message = 'give expires_at or clear_expiry, not both';
@@ -205,12 +203,7 @@ begin
   end if;
   update lic.licenses as l
   set
-    -- Stripe's metadata update: given keys are set, keys given as null removed.
-    metadata = case
-      when update_license.metadata is null then l.metadata
-      else (l.metadata || update_license.metadata)
-        - array(select m.key from jsonb_each(update_license.metadata) as m where m.value = 'null'::jsonb)
-    end,
+    metadata = v_metadata,
     expires_at = v_expires_at,
     status = v_status,
     updated_at = now()

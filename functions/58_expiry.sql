@@ -4,12 +4,12 @@
 -- trigger and emits license.expired. It runs as lic_maint across tenants
 -- through the __maint policies (policies/20_maint.sql).
 
-create or replace function worker.expire_licenses(at timestamptz default now(), batch_size integer default 1000)
+-- The sweep at a given instant; worker.expire_licenses runs it at now(), and
+-- tests that need another instant call it as lic_maint.
+create or replace function private.expire_licenses(at timestamptz, batch_size integer)
 returns integer
 language plpgsql
 volatile
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_count integer := 0;
@@ -46,7 +46,19 @@ begin
   return v_count;
 end;
 $$;
-comment on function worker.expire_licenses(timestamptz, integer) is
-'Mark up to batch_size active or past_due licenses whose expiry is at or before at as expired, across tenants, '
+
+-- The clock is read here, not taken from the caller: an instant from
+-- lic_worker could expire every tenant's licenses ahead of time.
+create or replace function worker.expire_licenses(batch_size integer default 1000)
+returns integer
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select private.expire_licenses(at => pg_catalog.now(), batch_size => expire_licenses.batch_size);
+$$;
+comment on function worker.expire_licenses(integer) is
+'Mark up to batch_size active or past_due licenses whose expiry has passed as expired, across tenants, '
 'oldest expiry first, skipping locked rows; emits license.expired for each. Returns how many it expired (call '
 'again while it returns batch_size). Errors: LINVL batch_size below 1.';

@@ -181,7 +181,7 @@ begin
   insert into lic.machines (account_id, license_id, fingerprint, name, platform, metadata)
   values (
     v_account_id, v_license.id, activate_machine.fingerprint, activate_machine.name, activate_machine.platform,
-    coalesce(activate_machine.metadata, '{}')
+    private.write_metadata('{}', activate_machine.metadata)
   )
   returning * into v_machine;
   v_view := private.machine_view(v_machine, v_policy.heartbeat_interval);

@@ -63,7 +63,7 @@ begin
   insert into lic.agents (account_id, name, license_id, token_hash, redacted, metadata)
   values (
     v_account_id, create_agent.name, create_agent.license_id, private.token_hash(v_token),
-    private.token_redacted(v_token), coalesce(create_agent.metadata, '{}')
+    private.token_redacted(v_token), private.write_metadata('{}', create_agent.metadata)
   )
   returning * into v_agent;
   perform private.emit_event(v_account_id, 'agent.created', to_jsonb(private.agent_view(v_agent)) - 'token');
@@ -184,13 +184,10 @@ begin
   if update_agent.name is not null and length(update_agent.name) not between 1 and 200 then
     raise exception using errcode = 'LINVL', column = 'name', message = 'name must be 1 to 200 characters';
   end if;
-  if update_agent.metadata is not null and jsonb_typeof(update_agent.metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be a JSON object';
-  end if;
   update lic.agents as a
   set
     name = coalesce(update_agent.name, a.name),
-    metadata = coalesce(update_agent.metadata, a.metadata),
+    metadata = private.write_metadata(v_agent.metadata, update_agent.metadata),
     updated_at = now()
   where a.account_id = v_account_id and a.id = v_agent.id
   returning a.* into v_agent;

@@ -1465,16 +1465,13 @@ comment on function private.stripe_sync_mapping(uuid, text, text) is
 
 -- The grace sweep. Validation already answers OVERDUE once a grace period
 -- ends; the sweep makes the status say so (suspended), frees the tenant
--- plan's count and emits license.suspended.
-create or replace function worker.suspend_overdue_licenses(
-  at timestamptz default now(),
-  batch_size integer default 1000
-)
+-- plan's count and emits license.suspended. This is the sweep at a given
+-- instant: worker.suspend_overdue_licenses (below) runs it at now(), and
+-- tests that need another instant call it as lic_maint.
+create or replace function private.suspend_overdue_licenses(at timestamptz, batch_size integer)
 returns integer
 language plpgsql
 volatile
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_count integer := 0;
@@ -1511,7 +1508,19 @@ begin
   return v_count;
 end;
 $$;
-comment on function worker.suspend_overdue_licenses(timestamptz, integer) is
-'Suspend up to batch_size past_due licenses whose payment grace period ended at or before at, across tenants, '
-'skipping locked rows; emits license.suspended for each. Returns how many (call again while it returns '
-'batch_size). Errors: LINVL batch_size below 1.';
+
+-- The clock is read here, not taken from the caller: an instant from
+-- lic_worker could suspend every tenant's past_due licenses ahead of time.
+create or replace function worker.suspend_overdue_licenses(batch_size integer default 1000)
+returns integer
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select private.suspend_overdue_licenses(at => pg_catalog.now(), batch_size => suspend_overdue_licenses.batch_size);
+$$;
+comment on function worker.suspend_overdue_licenses(integer) is
+'Suspend up to batch_size past_due licenses whose payment grace period has ended, across tenants, skipping '
+'locked rows; emits license.suspended for each. Returns how many (call again while it returns batch_size). '
+'Errors: LINVL batch_size below 1.';

@@ -47,21 +47,6 @@ $$;
 comment on function private.budget_period_end(text, timestamptz) is
 'The end (exclusive) of the calendar period (hour, day, month; UTC) that contains an instant.';
 
--- Stripe's metadata update: the given keys are set, a key given as null is
--- removed, the others are kept.
-create or replace function private.merge_metadata(current jsonb, changes jsonb)
-returns jsonb
-language sql
-immutable
-as $$
-  select case
-    when changes is null then current
-    else (current || changes) - array(select c.key from jsonb_each(changes) as c where c.value = 'null'::jsonb)
-  end;
-$$;
-comment on function private.merge_metadata(jsonb, jsonb) is
-'Metadata after an update: changes'' keys set, keys given as null removed, the rest kept.';
-
 -- ---------------------------------------------------------------------------
 -- Meters
 
@@ -110,9 +95,6 @@ begin
   if m.unique_property !~ '^[A-Za-z0-9_.:-]{1,64}$' then
     raise exception using errcode = 'LINVL', column = 'unique_property',
       message = 'unique_property must be 1-64 characters of A-Z, a-z, 0-9, "_", ".", ":" or "-"';
-  end if;
-  if m.metadata is null or jsonb_typeof(m.metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be a JSON object';
   end if;
 end;
 $$;
@@ -194,7 +176,7 @@ begin
   v_meter.aggregation := aggregation;
   v_meter.unit := unit;
   v_meter.unique_property := unique_property;
-  v_meter.metadata := coalesce(metadata, '{}');
+  v_meter.metadata := private.write_metadata('{}', metadata);
   perform private.check_meter(v_meter);
   -- A duplicate code fails on the unique constraint: 23505 (409 already_exists).
   insert into lic.meters as m (account_id, code, name, unit, aggregation, unique_property, metadata)
@@ -311,12 +293,9 @@ begin
   perform private.check_clear(clear, array['unit'], array_remove(array[
     case when unit is not null then 'unit' end
   ], null));
-  if metadata is not null and jsonb_typeof(metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be a JSON object';
-  end if;
   v_new.name := coalesce(name, v_old.name);
   v_new.unit := case when 'unit' = any(clear) then null else coalesce(unit, v_old.unit) end;
-  v_new.metadata := private.merge_metadata(v_old.metadata, metadata);
+  v_new.metadata := private.write_metadata(v_old.metadata, metadata, merge => true);
   perform private.check_meter(v_new);
   if to_jsonb(v_new) = to_jsonb(v_old) then
     return v_before;
@@ -426,9 +405,6 @@ begin
   if cardinality(b.thresholds) <> (select count(distinct t) from unnest(b.thresholds) as t) then
     raise exception using errcode = 'LINVL', column = 'thresholds', message = 'thresholds must be distinct';
   end if;
-  if b.metadata is null or jsonb_typeof(b.metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be a JSON object';
-  end if;
   return array(select t from unnest(b.thresholds) as t order by t);
 end;
 $$;
@@ -513,7 +489,7 @@ begin
   v_budget."limit" := create_budget."limit";
   v_budget.hard := coalesce(hard, true);
   v_budget.thresholds := coalesce(thresholds, '{}');
-  v_budget.metadata := coalesce(metadata, '{}');
+  v_budget.metadata := private.write_metadata('{}', metadata);
   v_budget.thresholds := private.check_budget_fields(v_budget);
   if scope not in ('subject', 'all_subjects') or scope = 'all_subjects' and license_id is null then
     raise exception using errcode = 'LINVL', column = 'scope',
@@ -669,13 +645,10 @@ declare
   v_before api.budget := private.budget_view(v_old);
   v_view api.budget;
 begin
-  if metadata is not null and jsonb_typeof(metadata) <> 'object' then
-    raise exception using errcode = 'LINVL', column = 'metadata', message = 'metadata must be a JSON object';
-  end if;
   v_new."limit" := coalesce(update_budget."limit", v_old."limit");
   v_new.hard := coalesce(hard, v_old.hard);
   v_new.thresholds := coalesce(thresholds, v_old.thresholds);
-  v_new.metadata := private.merge_metadata(v_old.metadata, metadata);
+  v_new.metadata := private.write_metadata(v_old.metadata, metadata, merge => true);
   v_new.thresholds := private.check_budget_fields(v_new);
   if to_jsonb(v_new) = to_jsonb(v_old) then
     return v_before;

@@ -4,29 +4,50 @@
 -- partition when it is made, and retention by dropping whole months (the
 -- hourly rollups are other tables and stay).
 --
--- A partition is reached only through its parent, which holds row level
--- security and the tenant policies (policies/00_tenant.sql skips partitions):
--- a partition grants nothing to any role but its owner (tests/pgtap
+-- A partition is reached through its parent, whose row level security and
+-- tenant policies apply there. A partition grants nothing to any role but its
+-- owner, and has row level security enabled and forced too, with one policy:
+-- its owner may move rows (private.secure_partition; tests/pgtap
 -- 000_structure.sql, 420_metering_partitions.sql).
 --
 -- Making, attaching and dropping partitions is DDL on lic.metering_events,
--- which only its owner may do, so these two worker functions are owned by
+-- which only its owner may do, so the two worker functions are owned by
 -- lic_owner, not lic_maint (the one exception in functions/99_privileges.sql,
--- decision 29); only lic_worker may execute them. The DELETE that moves rows
--- out of the DEFAULT partition therefore runs as lic_owner, the one role the
+-- decision 29); only lic_worker may execute them, and they take no instant:
+-- they read the clock and call the private helpers below, which run as their
+-- caller (security invoker), so as lic_owner. The DELETE that moves rows out
+-- of the DEFAULT partition therefore runs as lic_owner, the one role the
 -- append-only trigger (private.tg_metering_events__append_only) lets delete.
 
-create or replace function worker.ensure_metering_partitions(
-  months_ahead integer default 3,
-  at timestamptz default now()
-)
+-- Row level security for a partition, as its parent has it: enabled and
+-- forced, so its owner too sees only what a policy lets it. The one policy
+-- is the upkeep's (lic_owner): it reads and empties the DEFAULT partition and
+-- fills a new one. Queries through the parent use the parent's policies; a
+-- direct read by any other role finds no policy, so no row. Called for a new
+-- partition by the upkeep and for every existing one by policies/00_tenant.sql
+-- (policies are made anew on every migrate).
+create or replace function private.secure_partition(partition regclass)
+returns void
+language plpgsql
+volatile
+security invoker
+as $$
+begin
+  execute format('alter table %s enable row level security, force row level security', partition);
+  execute format(
+    'create policy %I on %s as permissive for all to lic_owner using (true) with check (true)',
+    (select c.relname from pg_catalog.pg_class as c where c.oid = partition) || '__all__owner', partition
+  );
+end;
+$$;
+
+-- Upkeep at a given instant: worker.ensure_metering_partitions runs it at
+-- now(); tests that need another instant call it as lic_owner.
+create or replace function private.ensure_metering_partitions(at timestamptz, months_ahead integer)
 returns integer
 language plpgsql
 volatile
-security definer
-set search_path = pg_catalog, pg_temp
--- DDL waits for no long transaction: it fails, and the worker tries again on its next tick.
-set lock_timeout = '2s'
+security invoker
 as $$
 declare
   -- Month arithmetic on UTC wall-clock time, whatever the session's time zone.
@@ -40,9 +61,6 @@ begin
   if months_ahead is null or months_ahead not between 0 and 120 then
     raise exception using
       errcode = 'LINVL', column = 'months_ahead', message = 'months_ahead must be between 0 and 120';
-  end if;
-  if ensure_metering_partitions.at is null then
-    raise exception using errcode = 'LINVL', column = 'at', message = 'at must be a timestamp';
   end if;
   -- One upkeep at a time; another one running makes the same partitions.
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('worker.metering_partitions')) then
@@ -99,6 +117,7 @@ begin
     -- partition, then attached: attaching scans the DEFAULT partition, which
     -- must no longer hold any row of the month.
     execute format('create table lic.%I (like lic.metering_events including all)', v_name);
+    perform private.secure_partition(format('lic.%I', v_name)::regclass);
     if v_default is not null then
       execute format(
         'insert into lic.%I select d.* from %s as d where d.occurred_at >= $1 and d.occurred_at < $2',
@@ -121,23 +140,35 @@ begin
   return v_count;
 end;
 $$;
-comment on function worker.ensure_metering_partitions(integer, timestamptz) is
-'Make the monthly partitions lic.metering_events_YYYYMM (UTC months) that are missing, from the month of at to '
-'months_ahead months after it, and one for every earlier month whose events the DEFAULT partition holds; the '
-'DEFAULT partition''s events of a new partition''s month move into it in the same transaction. Partitions are '
-'recognised by name. Returns how many it made (0 too when another upkeep holds the lock). Runs as the table '
-'owner, lic_owner. Errors: LINVL months_ahead outside 0..120 or at null; 55P03 when a lock is not had in 2 s.';
 
-create or replace function worker.drop_metering_partitions(
-  retain_months integer,
-  at timestamptz default now()
-)
+create or replace function worker.ensure_metering_partitions(months_ahead integer default 3)
 returns integer
-language plpgsql
+language sql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
+-- DDL waits for no long transaction: it fails, and the worker tries again on its next tick.
 set lock_timeout = '2s'
+as $$
+  select private.ensure_metering_partitions(
+    at => pg_catalog.now(), months_ahead => ensure_metering_partitions.months_ahead
+  );
+$$;
+comment on function worker.ensure_metering_partitions(integer) is
+'Make the monthly partitions lic.metering_events_YYYYMM (UTC months) that are missing, from this month to '
+'months_ahead months after it, and one for every earlier month whose events the DEFAULT partition holds; the '
+'DEFAULT partition''s events of a new partition''s month move into it in the same transaction. Partitions are '
+'recognised by name; each is made with row level security enabled and forced. Returns how many it made (0 too '
+'when another upkeep holds the lock). Runs as the table owner, lic_owner. Errors: LINVL months_ahead outside '
+'0..120; 55P03 when a lock is not had in 2 s.';
+
+-- Retention at a given instant: worker.drop_metering_partitions runs it at
+-- now(); tests that need another instant call it as lic_owner.
+create or replace function private.drop_metering_partitions(at timestamptz, retain_months integer)
+returns integer
+language plpgsql
+volatile
+security invoker
 as $$
 declare
   v_cutoff timestamptz;
@@ -148,9 +179,6 @@ begin
   if retain_months is null or retain_months not between 2 and 1200 then
     raise exception using
       errcode = 'LINVL', column = 'retain_months', message = 'retain_months must be between 2 and 1200';
-  end if;
-  if drop_metering_partitions.at is null then
-    raise exception using errcode = 'LINVL', column = 'at', message = 'at must be a timestamp';
   end if;
   if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('worker.metering_partitions')) then
     return 0;
@@ -184,8 +212,21 @@ begin
   return v_count;
 end;
 $$;
-comment on function worker.drop_metering_partitions(integer, timestamptz) is
+
+create or replace function worker.drop_metering_partitions(retain_months integer)
+returns integer
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+set lock_timeout = '2s'
+as $$
+  select private.drop_metering_partitions(
+    at => pg_catalog.now(), retain_months => drop_metering_partitions.retain_months
+  );
+$$;
+comment on function worker.drop_metering_partitions(integer) is
 'Detach and drop the partitions of lic.metering_events that end at or before the start of the UTC month '
-'retain_months months before the month of at (never the DEFAULT partition; the hourly rollups stay). Returns '
+'retain_months months before this month (never the DEFAULT partition; the hourly rollups stay). Returns '
 'how many it dropped (0 too when another upkeep holds the lock). Runs as the table owner, lic_owner. Errors: '
-'LINVL retain_months outside 2..1200 or at null; 55P03 when a lock is not had in 2 s.';
+'LINVL retain_months outside 2..1200; 55P03 when a lock is not had in 2 s.';

@@ -1,15 +1,17 @@
--- Outbound webhooks (decisions 34-35).
+-- Outbound webhooks (decisions 34-35, 61-62).
 --
--- Fan-out: every row inserted into lic.events becomes, in the same
--- transaction, one pending delivery per enabled endpoint of its account that
--- subscribes to its type (the trigger below), whoever emits it: an api
--- function (lic_definer, tenant context) or a worker sweep (lic_maint, no
--- context, through the __maint policies). 'ping' goes only where
--- api.send_test_webhook sends it. Any new delivery notifies
+-- Fan-out: every row inserted into lic.events of a subscribable type becomes,
+-- in the same transaction, one pending delivery per enabled endpoint of its
+-- account that subscribes to its type (the trigger below), whoever emits it:
+-- an api function (lic_definer, tenant context) or a worker sweep (lic_maint,
+-- no context, through the __maint policies). 'ping' goes only where
+-- api.send_test_webhook sends it; an endpoint's creation, updates and
+-- deletion go nowhere (decision 61). Any new delivery notifies
 -- 'licentric_webhooks', on which the worker listens.
 --
--- Delivery: the worker claims due deliveries (worker.claim_webhook_deliveries:
--- FOR UPDATE SKIP LOCKED, a lease that is also a visibility timeout), sends
+-- Delivery: the worker claims due deliveries, a share per account
+-- (worker.claim_webhook_deliveries, decision 62: FOR UPDATE SKIP LOCKED, a
+-- lease that is also a visibility timeout), sends
 -- outside any transaction, then records the outcome
 -- (worker.record_webhook_attempt), which schedules the next attempt, finishes
 -- the delivery or disables the endpoint. A disabled endpoint receives
@@ -19,7 +21,10 @@
 -- ---------------------------------------------------------------------------
 -- Helpers
 
--- The event types an endpoint may subscribe to: every type Licentric emits.
+-- The event types an endpoint may subscribe to, the only ones fanned out:
+-- every type Licentric emits but ping and an endpoint's creation, updates and
+-- deletion, which answer the account's own call and, sent to its other
+-- endpoints, made managing n endpoints cost O(n²) deliveries (decision 61).
 create or replace function private.webhook_event_types()
 returns text[]
 language sql
@@ -38,11 +43,12 @@ as $$
     'license_policy.entitlement_detached', 'license_policy.updated',
     'machine.activated', 'machine.deactivated', 'machine.transferred',
     'meter.archived', 'meter.created', 'meter.updated',
-    'webhook_endpoint.created', 'webhook_endpoint.deleted', 'webhook_endpoint.disabled', 'webhook_endpoint.updated'
+    'webhook_endpoint.disabled'
   ]::text[];
 $$;
 comment on function private.webhook_event_types() is
-'The event types a webhook endpoint may subscribe to (every type Licentric emits; not ping).';
+'The event types a webhook endpoint may subscribe to, the only ones fanned out (every type Licentric emits but '
+'ping, webhook_endpoint.created, webhook_endpoint.updated and webhook_endpoint.deleted).';
 
 create or replace function private.webhook_endpoint_view(e lic.webhook_endpoints)
 returns api.webhook_endpoint
@@ -343,18 +349,18 @@ language plpgsql
 volatile
 as $$
 begin
-  if new.type = 'ping' then
+  if not new.type = any(private.webhook_event_types()) then
     return null;
   end if;
+  -- webhook_endpoint.disabled reaches the account's other endpoints only: the
+  -- one it is about is disabled already.
   insert into lic.webhook_deliveries (account_id, endpoint_id, event_id, event_type, next_attempt_at)
   select new.account_id, e.id, new.id, new.type, now()
   from lic.webhook_endpoints as e
   where
     e.account_id = new.account_id
     and e.enabled
-    and (e.event_types = '{}' or new.type = any(e.event_types))
-    -- An endpoint is not told about itself (its creation, its updates).
-    and not (split_part(new.type, '.', 1) = 'webhook_endpoint' and new.object ->> 'id' = e.id::text);
+    and (e.event_types = '{}' or new.type = any(e.event_types));
   if found then
     perform private.notify_webhooks();
   end if;
@@ -362,8 +368,8 @@ begin
 end;
 $$;
 comment on function private.tg_events__fan_out() is
-'Makes one pending delivery of a new event per enabled endpoint of its account subscribed to its type (not for '
-'ping; not for a webhook_endpoint event to the endpoint it is about) and notifies licentric_webhooks.';
+'Makes one pending delivery of a new event of a subscribable type (private.webhook_event_types) per enabled '
+'endpoint of its account subscribed to its type, and notifies licentric_webhooks.';
 
 create or replace trigger events__fan_out
 after insert on lic.events
@@ -407,7 +413,7 @@ comment on function api.create_webhook_endpoint(text, bytea, text[], text) is
 'Register a webhook endpoint: url (http or https, a host, no credentials, at most 2,048 characters), the signing '
 'secret encrypted by the web layer (secret_ciphertext; SQL never sees it in clear), event_types (known types; '
 'empty: every type), description (at most 500 characters). Enabled at once. Emits webhook_endpoint.created. '
-'Errors: LINVL (422).';
+'Errors: LINVL (422), LPLAN (402) the tenant plan''s endpoint limit is reached.';
 
 create or replace function api.get_webhook_endpoint(endpoint_id uuid)
 returns api.webhook_endpoint
@@ -540,7 +546,12 @@ declare
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
   v_view api.webhook_endpoint;
 begin
-  -- The deliveries first, then the endpoint: an attempt being recorded
+  -- The account row before anything: deleting the endpoint lowers the
+  -- account's endpoint count (41_plan_limits.sql), and a request holding that
+  -- row (it created a license) may yet make a delivery to this endpoint,
+  -- whose foreign key would wait for this delete: a deadlock.
+  perform from lic.accounts as a where a.account_id = v_account_id for no key update;
+  -- The deliveries, then the endpoint: an attempt being recorded
   -- holds its delivery and may wait for the endpoint, so the endpoint is
   -- locked last.
   delete from lic.webhook_deliveries as d where d.account_id = v_account_id and d.endpoint_id = v_endpoint.id;
@@ -831,13 +842,15 @@ comment on function api.replay_webhook_endpoint(uuid, timestamptz, text) is
 
 -- ---------------------------------------------------------------------------
 -- The worker (lic_worker calls; these run as lic_maint across tenants through
--- the __maint policies in policies/40_webhooks.sql).
+-- the __maint policies in policies/40_webhooks.sql). The worker functions read
+-- the clock; the private helpers that do the work take it (at), so tests fix
+-- it as lic_maint and no caller can claim or decide at another instant.
 
-create or replace function worker.claim_webhook_deliveries(
-  batch_size integer default 100,
-  lease interval default '60 seconds',
-  at timestamptz default now()
-)
+-- Fair across tenants (decision 62): the accounts with due deliveries, the one
+-- waiting longest first, each get an equal share of the claim, its deliveries
+-- by due time. A tenant with a backlog gets what the others leave; one whose
+-- deliveries came due later is in the next claim, not behind the backlog.
+create or replace function private.claim_webhook_deliveries(batch_size integer, lease interval, at timestamptz)
 returns table (
   delivery_id uuid,
   account_id uuid,
@@ -852,8 +865,6 @@ returns table (
 )
 language plpgsql
 volatile
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 begin
   if batch_size is null or batch_size < 1 then
@@ -866,62 +877,116 @@ begin
   -- claim's index then holds only deliveries that are due, and a delivery
   -- whose worker died is due again when its lease runs out.
   return query
-  with due as (
-    select d.account_id, d.id
-    from lic.webhook_deliveries as d
-    where
-      d.status = 'pending'
-      and d.next_attempt_at <= claim_webhook_deliveries.at
-      and (d.leased_until is null or d.leased_until <= claim_webhook_deliveries.at)
-      and exists (
-        select from lic.webhook_endpoints as e
-        where e.account_id = d.account_id and e.id = d.endpoint_id and e.enabled
+  update lic.webhook_deliveries as d
+  set
+    lease_id = pg_catalog.gen_random_uuid(),
+    leased_until = claim_webhook_deliveries.at + claim_webhook_deliveries.lease,
+    next_attempt_at = claim_webhook_deliveries.at + claim_webhook_deliveries.lease
+  from (
+    with recursive pending (account_id, oldest) as (
+      -- Each account with pending deliveries and the earliest next_attempt_at
+      -- among them: one probe of webhook_deliveries__account_id_next_attempt_at_idx
+      -- per account (a loose index scan: an account's first entry is its
+      -- earliest).
+      (
+        select p.account_id, p.next_attempt_at from lic.webhook_deliveries as p
+        where p.status = 'pending'
+        order by p.account_id, p.next_attempt_at limit 1
       )
-    order by d.next_attempt_at
-    limit claim_webhook_deliveries.batch_size
-    for update of d skip locked
-  ),
+      union all
+      select n.account_id, n.next_attempt_at
+      from pending
+      cross join lateral (
+        select p.account_id, p.next_attempt_at from lic.webhook_deliveries as p
+        where p.status = 'pending' and p.account_id > pending.account_id
+        order by p.account_id, p.next_attempt_at limit 1
+      ) as n
+    )
 
-  claimed as (
-    update lic.webhook_deliveries as d
-    set
-      lease_id = pg_catalog.gen_random_uuid(),
-      leased_until = claim_webhook_deliveries.at + claim_webhook_deliveries.lease,
-      next_attempt_at = claim_webhook_deliveries.at + claim_webhook_deliveries.lease
-    from due
-    where d.account_id = due.account_id and d.id = due.id
-    returning d.*
-  )
-
-  select
-    c.id,
-    c.account_id,
-    c.endpoint_id,
-    c.lease_id,
+    select q.account_id, q.id, q.endpoint_id, q.event_id
+    from (
+      -- Those with something due, longest waiting first: batch_size of them at
+      -- most, batch_size / their number deliveries each (at least one).
+      select pending.account_id, greatest(1, claim_webhook_deliveries.batch_size / count(*) over ()) as share
+      from pending
+      where pending.oldest <= claim_webhook_deliveries.at
+      order by pending.oldest
+      limit claim_webhook_deliveries.batch_size
+    ) as a
+    cross join lateral (
+      select x.account_id, x.id, x.endpoint_id, x.event_id
+      from lic.webhook_deliveries as x
+      where
+        x.account_id = a.account_id
+        and x.status = 'pending'
+        and x.next_attempt_at <= claim_webhook_deliveries.at
+        and (x.leased_until is null or x.leased_until <= claim_webhook_deliveries.at)
+        and exists (
+          select from lic.webhook_endpoints as e
+          where e.account_id = x.account_id and e.id = x.endpoint_id and e.enabled
+        )
+      order by x.next_attempt_at
+      limit a.share
+      for update of x skip locked
+    ) as q
+  ) as due
+  inner join lic.webhook_endpoints as e on due.account_id = e.account_id and due.endpoint_id = e.id
+  inner join lic.events as ev on due.account_id = ev.account_id and due.event_id = ev.id
+  where d.account_id = due.account_id and d.id = due.id
+  returning
+    d.id,
+    d.account_id,
+    d.endpoint_id,
+    d.lease_id,
     e.url,
     case
       when e.previous_secret_expires_at > claim_webhook_deliveries.at
         then array[e.secret_ciphertext, e.previous_secret_ciphertext]
       else array[e.secret_ciphertext]
     end,
-    c.event_id,
-    c.event_type,
+    d.event_id,
+    d.event_type,
     private.webhook_payload(ev),
-    c.attempts + 1
-  from claimed as c
-  inner join lic.webhook_endpoints as e on c.account_id = e.account_id and c.endpoint_id = e.id
-  inner join lic.events as ev on c.account_id = ev.account_id and c.event_id = ev.id;
+    d.attempts + 1;
 end;
 $$;
-comment on function worker.claim_webhook_deliveries(integer, interval, timestamptz) is
-'Lease up to batch_size pending webhook deliveries due at at (default now), of enabled endpoints, across tenants, '
-'oldest due first, skipping rows other workers hold (FOR UPDATE SKIP LOCKED): each gets a fresh lease_id and is '
-'not claimed again until at + lease, when it is due again if no attempt was recorded. Returns what a send needs: '
-'url, secrets (ciphertexts, current first, then the previous one during a rotation overlap), event, payload '
-'(the exact body) and the number of the attempt about to be made. Errors: LINVL batch_size below 1, lease not '
-'positive.';
+comment on function private.claim_webhook_deliveries(integer, interval, timestamptz) is
+'worker.claim_webhook_deliveries at the instant at (tests fix the clock with it).';
 
-create or replace function worker.record_webhook_attempt(
+create or replace function worker.claim_webhook_deliveries(
+  batch_size integer default 100,
+  lease interval default '60 seconds'
+)
+returns table (
+  delivery_id uuid,
+  account_id uuid,
+  endpoint_id uuid,
+  lease_id uuid,
+  url text,
+  secrets bytea[],
+  event_id uuid,
+  event_type text,
+  payload text,
+  attempt integer
+)
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select * from private.claim_webhook_deliveries(batch_size, lease, now());
+$$;
+comment on function worker.claim_webhook_deliveries(integer, interval) is
+'Lease up to batch_size pending webhook deliveries that are due, of enabled endpoints, across tenants, skipping '
+'rows other workers hold (FOR UPDATE SKIP LOCKED), fairly: the accounts with due deliveries, the one waiting '
+'longest first and batch_size of them at most, each get batch_size / their number (at least one), oldest due '
+'first. Each gets a fresh lease_id and is not claimed again until now() + lease, when it is due again if no attempt '
+'was recorded. Returns what a send needs: url, secrets (ciphertexts, current first, then the previous one during '
+'a rotation overlap), event, payload (the exact body) and the number of the attempt about to be made. Fewer than '
+'batch_size does not mean nothing more is due: claim again until a claim returns nothing. Errors: LINVL '
+'batch_size below 1, lease not positive.';
+
+create or replace function private.record_webhook_attempt(
   delivery_id uuid,
   account_id uuid,
   lease_id uuid,
@@ -930,14 +995,12 @@ create or replace function worker.record_webhook_attempt(
   status_code integer,
   error_class text,
   response_body text,
-  retry_after_seconds integer default null,
-  at timestamptz default now()
+  retry_after_seconds integer,
+  at timestamptz
 )
 returns text
 language plpgsql
 volatile
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_delivery lic.webhook_deliveries;
@@ -1019,8 +1082,35 @@ begin
   return v_outcome;
 end;
 $$;
-comment on function worker.record_webhook_attempt(
+comment on function private.record_webhook_attempt(
   uuid, uuid, uuid, timestamptz, integer, integer, text, text, integer, timestamptz
+) is
+'worker.record_webhook_attempt deciding at the instant at (tests fix the clock with it).';
+
+create or replace function worker.record_webhook_attempt(
+  delivery_id uuid,
+  account_id uuid,
+  lease_id uuid,
+  started_at timestamptz,
+  latency_ms integer,
+  status_code integer,
+  error_class text,
+  response_body text,
+  retry_after_seconds integer default null
+)
+returns text
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select private.record_webhook_attempt(
+    delivery_id, account_id, lease_id, started_at, latency_ms, status_code, error_class, response_body,
+    retry_after_seconds, now()
+  );
+$$;
+comment on function worker.record_webhook_attempt(
+  uuid, uuid, uuid, timestamptz, integer, integer, text, text, integer
 ) is
 'Record an attempt of a leased webhook delivery and decide what follows; returns the outcome: stale (the lease is '
 'no longer this one: nothing changes), succeeded (2xx; the endpoint''s failure clock stops), endpoint_disabled '
@@ -1028,7 +1118,7 @@ comment on function worker.record_webhook_attempt(
 'webhook_endpoint.disabled is emitted), retrying (due again after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, 24 h, '
 '24 h for attempts 1-9, each ±20 %, at least retry_after_seconds capped at 24 h) or failed (the schedule is '
 'spent, or the endpoint was disabled meanwhile). The attempt is logged (response_body cut to 1,024 characters) '
-'and the lease cleared in every case but stale. at (default now) is the time of the decision.';
+'and the lease cleared in every case but stale. The decision is made at now().';
 
 create or replace function worker.release_webhook_deliveries(lease_ids uuid[])
 returns integer

@@ -765,7 +765,9 @@ $$;
 comment on function private.portal_license_view(lic.licenses, text, timestamptz) is
 'A license as the portal shows it to a customer with this role, at an instant.';
 
-create or replace function service.list_portal_licenses(page_limit integer default 100, starting_after uuid default null)
+create or replace function service.list_portal_licenses(
+  page_limit integer default 100, starting_after uuid default null
+)
 returns setof api.portal_license
 language plpgsql
 stable

@@ -63,6 +63,10 @@ grant execute on all functions in schema private to lic_definer, lic_maint;
 -- authenticates as a request does, and its tenant policy calls the verified
 -- context reader, a definer function, so it needs no USAGE on private.
 grant execute on function api.authenticate(text), private.current_account_id() to lic_reporting;
+-- The metering partition upkeep's helpers run as their caller, the upkeep's
+-- owner lic_owner (decisions 29, 55, 56).
+grant execute on function private.ensure_metering_partitions(timestamptz, integer),
+private.drop_metering_partitions(timestamptz, integer), private.secure_partition(regclass) to lic_owner;
 
 -- Attaching a partition clones the parent's row triggers, which needs EXECUTE
 -- on their functions for the role attaching it: the table owner, lic_owner

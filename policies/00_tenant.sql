@@ -11,6 +11,9 @@
 -- Being restrictive, the tenant predicates cannot be widened by any later
 -- permissive policy for those roles. lic_maint gets no tenant predicate: its
 -- cross-tenant access is only what named <table>__<cmd>__maint policies grant.
+-- A partition is reached through its parent, whose policies apply there; it
+-- gets row level security enabled and forced too, with the one policy the
+-- upkeep needs (private.secure_partition, which makes new ones the same way).
 do $$
 declare
   v_table record;
@@ -21,7 +24,6 @@ begin
     join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
     where n.nspname = 'lic'
       and c.relkind in ('r', 'p')
-      -- A partition is reached only through its parent, which holds the policies.
       and not c.relispartition
       and exists (
         select from pg_catalog.pg_attribute as a
@@ -45,6 +47,14 @@ begin
       'create policy %I on %s as permissive for all to lic_definer using (true) with check (true)',
       v_table.relname || '__all__definer', v_table.name
     );
+  end loop;
+  for v_table in
+    select c.oid::regclass as name
+    from pg_catalog.pg_class as c
+    join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+    where n.nspname = 'lic' and c.relkind in ('r', 'p') and c.relispartition
+  loop
+    perform private.secure_partition(v_table.name);
   end loop;
 end;
 $$;

@@ -9,18 +9,21 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 import signal
 import sys
 from dataclasses import replace
+from typing import Any
 from uuid import UUID
 
 import psycopg
 import uvicorn
+from psycopg.conninfo import make_conninfo
 
 from licentric import embedded
-from licentric.db import WEB_ROLE, WORKER_ROLE, login_url
+from licentric.db import WEB_ROLE, WORKER_ROLE, UnsafeRoleError, login_url, verify_login
 from licentric.mail import mailer_for
-from licentric.migrate import MigrationError, migrate
+from licentric.migrate import MigrationError, migrate, other_installations
 from licentric.settings import ConfigurationError, Settings, parse_secret_key
 from licentric.usage_import import import_usage
 
@@ -79,7 +82,7 @@ def _up(settings: Settings, admin_url: str) -> None:
         mail = mailer_for(settings.mail_url).description
     except ConfigurationError as exc:
         raise SystemExit(f"configuration: {exc}") from exc
-    _migrate(admin_url)
+    _migrate(settings, admin_url)
     key = _demo_key(admin_url)
     base_url = f"http://{settings.host}:{settings.port}"
     print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
@@ -92,7 +95,15 @@ def _up(settings: Settings, admin_url: str) -> None:
     )
 
 
-def _migrate(database_url: str) -> None:
+def _migrate(settings: Settings, database_url: str) -> None:
+    others = other_installations(database_url)
+    if others and not settings.shared_roles:
+        raise SystemExit(
+            f"migrate: this server already holds Licentric in {', '.join(others)}; its roles (lic_web, "
+            "lic_app, lic_worker and their passwords) are cluster-wide, so every such database would trust "
+            "the others' logins. Use one Licentric database per server, or set LICENTRIC_SHARED_ROLES=true "
+            "where that is meant (test servers)"
+        )
     try:
         report = migrate(database_url)
     except MigrationError as exc:
@@ -128,6 +139,31 @@ def set_account_status(database_url: str, account_id: str, status: str, reason: 
     return {"account_id": account_id, "status": status, "previous_status": before}
 
 
+def account_login(admin_url: str, account_id: str, drop: bool = False) -> dict[str, Any]:
+    """An operator action: create (or give a new password to) the database login bound to an account, for
+    the tenant's backend to call the api functions over SQL without a key (decision 52); or drop it. The
+    password is made here and only its SCRAM verifier reaches the server."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        try:
+            if drop:
+                dropped = conn.execute("select private.drop_account_login(account_id => %s)", (account_id,))
+                return {"account_id": account_id, "dropped": dropped.fetchone()[0]}
+            password = secrets.token_urlsafe(32)
+            (role,) = conn.execute(
+                "select private.account_login_role(account_id => %s)", (account_id,)
+            ).fetchone()
+            verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
+            conn.execute(
+                "select private.create_account_login(account_id => %s, password => %s)",
+                (account_id, verifier.decode()),
+            )
+        except psycopg.Error as exc:
+            raise SystemExit(f"accounts login: {exc.diag.message_primary or exc}") from exc
+    # libpq's key=value form, which every libpq-based client takes as its connection string.
+    conninfo = make_conninfo(admin_url, user=role, password=password)
+    return {"account_id": account_id, "role": role, "password": password, "conninfo": conninfo}
+
+
 def _demo_key(database_url: str) -> str:
     """Seed a demo account the first time `up` sees an empty database; its key is kept in the
     user's data directory (per database) so every later `up` can print it again."""
@@ -149,6 +185,14 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def _serve(settings: Settings, worker_settings: Settings | None = None) -> None:
     from licentric.app import create_app
 
+    # A wrong login is a configuration error, said before uvicorn starts (not a startup traceback).
+    logins = [(settings, WEB_ROLE)] + ([(worker_settings, WORKER_ROLE)] if worker_settings else [])
+    for checked, role in logins:
+        try:
+            asyncio.run(verify_login(_database_url(checked), role))
+        except (psycopg.OperationalError, UnsafeRoleError) as exc:
+            raise SystemExit(f"{'serve' if role == WEB_ROLE else 'worker'}: {exc}") from exc
+
     # uvicorn re-raises the signal that stopped it; make SIGTERM unwind like
     # Ctrl-C does, so exit handlers (the embedded server's stop) still run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -167,7 +211,6 @@ def _serve(settings: Settings, worker_settings: Settings | None = None) -> None:
 
 def _worker(settings: Settings) -> None:
     from licentric import worker
-    from licentric.db import UnsafeRoleError
     from licentric.observability import configure_logging
 
     configure_logging(settings.log_level)
@@ -204,6 +247,13 @@ def main(argv: list[str] | None = None) -> None:
     suspend.add_argument("--reason", help="why, shown to the account (GET /v1/account)")
     reactivate = accounts.add_parser("reactivate", help="make a suspended account active again")
     reactivate.add_argument("account_id", type=UUID)
+    login = accounts.add_parser(
+        "login",
+        help="create the database login bound to an account (its backend then calls the api functions over "
+        "SQL without a key); prints its role, a new password and a DATABASE_URL as JSON",
+    )
+    login.add_argument("account_id", type=UUID)
+    login.add_argument("--drop", action="store_true", help="drop the account's login instead")
     usage = commands.add_parser("usage", help="usage metering").add_subparsers(
         dest="usage_command", required=True
     )
@@ -225,13 +275,15 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, port=args.port)
 
     if args.command == "migrate":
-        _migrate(_admin_url(settings))
+        _migrate(settings, _admin_url(settings))
     elif args.command == "serve":
         _serve(replace(settings, database_url=_database_url(settings)))
     elif args.command == "worker":
         _worker(replace(settings, database_url=_database_url(settings)))
     elif args.command == "accounts" and args.accounts_command == "create":
         print(json.dumps(create_account(_admin_url(settings), args.name, args.plan)))
+    elif args.command == "accounts" and args.accounts_command == "login":
+        print(json.dumps(account_login(_admin_url(settings), str(args.account_id), args.drop)))
     elif args.command == "accounts":
         status = "suspended" if args.accounts_command == "suspend" else "active"
         reason = getattr(args, "reason", None)

@@ -73,12 +73,17 @@ def login_url(url: str, role: str) -> str:
     return make_conninfo(**{**params, "user": role})
 
 
+async def verify_login(dsn: str, role: str) -> None:
+    """Connect once and check_login: raises psycopg.OperationalError or UnsafeRoleError."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await check_login(conn, role)
+
+
 async def open_pool(dsn: str, role: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
     """A pool of connections that log in as role (checked on each new connection)."""
     # Fail at once on an unreachable server or a wrong login; the pool itself
     # would only log each failed connection and time out after 30 s.
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await check_login(conn, role)
+    await verify_login(dsn, role)
     pool = AsyncConnectionPool(
         dsn,
         min_size=min_size,

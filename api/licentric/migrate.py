@@ -72,6 +72,24 @@ $$;
 """
 
 
+# lic_owner owns the schemas of every database Licentric was migrated into.
+OTHER_INSTALLATIONS = """
+select distinct d.datname::text
+from pg_catalog.pg_shdepend as s
+inner join pg_catalog.pg_database as d on d.oid = s.dbid
+inner join pg_catalog.pg_roles as r on r.oid = s.refobjid
+where r.rolname = 'lic_owner' and s.deptype = 'o' and d.datname <> pg_catalog.current_database()
+order by 1
+"""
+
+
+def other_installations(dsn: str) -> list[str]:
+    """The other databases of this server that Licentric was migrated into. Its roles are cluster-wide, so
+    they share lic_web, lic_app, lic_worker and their passwords (decision 51)."""
+    with psycopg.connect(dsn) as conn:
+        return [name for (name,) in conn.execute(OTHER_INSTALLATIONS)]
+
+
 class MigrationError(Exception):
     """A migration cannot proceed; the message says why."""
 

@@ -130,6 +130,9 @@ class Settings:
     # The privileged login of `migrate` and the operator commands (DATABASE_ADMIN_URL); None: DATABASE_URL,
     # as installs that ran everything on one superuser URL did. Never used to serve.
     admin_database_url: str | None = field(default=None, repr=False)
+    # Whether `licentric migrate` may install into a server that holds another Licentric database (whose
+    # cluster-wide roles it would share): test servers only.
+    shared_roles: bool = False
 
     def __post_init__(self) -> None:
         # A tolerance of 0 (or less) would make the SDK skip the recency check:
@@ -210,4 +213,5 @@ class Settings:
             mail_url=os.environ.get("LICENTRIC_MAIL_URL") or None,
             mail_from=os.environ.get("LICENTRIC_MAIL_FROM") or "no-reply@localhost",
             admin_database_url=os.environ.get("DATABASE_ADMIN_URL") or None,
+            shared_roles=_bool("LICENTRIC_SHARED_ROLES", False),
         )

@@ -9,9 +9,11 @@ retry schedule, 410 and five days of failure disabling an endpoint. This module 
   LICENTRIC_WEBHOOK_POLL_INTERVAL seconds (retries come due without one). When Postgres goes away it
   reconnects by itself, and polls at once when it is back.
 - claim: worker.claim_webhook_deliveries in a short transaction of its own, as many as this worker can
-  hold (LICENTRIC_WEBHOOK_CONCURRENCY, less what it holds). The claim leases each delivery to this
-  worker until the lease (LICENTRIC_WEBHOOK_LEASE) ends, so several workers never send one delivery at
-  once, and a worker that dies mid-send loses nothing: the lease runs out and another worker claims it.
+  hold (LICENTRIC_WEBHOOK_CONCURRENCY, less what it holds), shared fairly between the accounts with
+  due deliveries (decision 62); again at once while a claim returns any. The claim leases each
+  delivery to this worker until the lease (LICENTRIC_WEBHOOK_LEASE) ends, so several workers never
+  send one delivery at once, and a worker that dies mid-send loses nothing: the lease runs out and
+  another worker claims it.
 - send, outside any transaction: decrypt the endpoint's secrets (SecretBox), sign (webhook_signing),
   POST with aiohttp, no redirect followed, LICENTRIC_WEBHOOK_TIMEOUT for the whole exchange, the
   response read up to 1 KB. The connector's resolver is the SSRF guard (licentric.ssrf), so the
@@ -246,13 +248,13 @@ class Claimed:
 class Dispatcher:
     """Claims due deliveries, sends each in a task of its own and records the attempts.
 
-    Fairness between endpoints: the claim takes the oldest due deliveries, whoever they go to. An
-    endpoint has at most `endpoint_slots` sends in flight here and as many claimed deliveries waiting
-    for them; what the claim gives beyond that is released at once (due now, so behind what was due
-    before: the next claims reach the other endpoints' deliveries). After such a round the dispatcher
-    claims again only when a send ends with nothing waiting behind it, or at the poll interval, not on
-    every notification (the release notifies too: two workers would otherwise claim and release the
-    same backlog back and forth).
+    Fairness between endpoints: the claim shares itself between accounts (decision 62), not between
+    one account's endpoints. An endpoint has at most `endpoint_slots` sends in flight here and as many
+    claimed deliveries waiting for them; what the claim gives beyond that is released at once (due now,
+    so behind what was due before: the next claims reach the other endpoints' deliveries). After such a
+    round the dispatcher claims again only when a send ends with nothing waiting behind it, or at the
+    poll interval, not on every notification (the release notifies too: two workers would otherwise
+    claim and release the same backlog back and forth).
     """
 
     def __init__(self, settings: Settings, role: str, pool: AsyncConnectionPool, sender: Sender) -> None:
@@ -401,7 +403,9 @@ class Dispatcher:
         """Start what the endpoint limit allows, keep what may wait; the leases of the rest."""
         now = time.monotonic()
         over: list[UUID] = []
-        for delivery in deliveries:
+        # Oldest first (ids are UUIDv7, in creation order): the claim returns its rows in no set order, and
+        # an endpoint's first sends must not be its newest while its oldest wait or go back.
+        for delivery in sorted(deliveries, key=lambda claimed: claimed.delivery_id):
             claimed = Claimed(delivery, now)
             endpoint = delivery.endpoint_id
             if self._sending[endpoint] < self._endpoint_slots:
@@ -504,10 +508,12 @@ class Dispatcher:
                     # Only what saturated endpoints can wait for is due: claim again when a send ends
                     # with nothing waiting behind it, or at the poll interval.
                     await self._wait(stop, self._room_unqueued)
-                elif len(deliveries) == free:
-                    continue  # more may be due: claim again as soon as there is room
+                elif deliveries:
+                    # More may be due: a claim gives each account only its share (decision 62), so a short
+                    # one does not mean the queue is empty. Claim again as soon as there is room.
+                    continue
                 else:
-                    # Nothing more is due: until a notification or the poll interval.
+                    # Nothing is due: until a notification or the poll interval.
                     await self._wait(stop, self._wake)
         finally:
             await self._drain()

@@ -12,8 +12,8 @@ select is(current_setting('lic.account_id', true), null, 'a new session has no t
 insert into lic.accounts (account_id, name) values ('01890000-0000-7000-8000-000000000000', 'Raw');
 insert into lic.api_keys (account_id, kind, key_hash, redacted)
 values ('01890000-0000-7000-8000-000000000000', 'secret', sha256('raw'), 'raw');
-insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status)
-values ('01890000-0000-7000-8000-000000000000', 'raw', 'raw', 200);
+insert into lic.idempotency_keys (account_id, principal_kind, principal_id, key, request_fingerprint, response_status)
+values ('01890000-0000-7000-8000-000000000000', 'secret', private.uuid_v7(), 'raw', 'raw', 200);
 
 set local role lic_definer;
 select is_empty(
@@ -23,22 +23,19 @@ select is_empty(
   $$,
   'without a tenant context lic_definer sees no row of any tenant table'
 );
-set local role lic_app;
+set local role lic_web;
 select is_empty(
   $$
     with api_functions as materialized (
       select p.oid::regprocedure as fn
       from pg_catalog.pg_proc as p
       inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
-      where
-        n.nspname = 'api' and p.proname <> 'authenticate' and strpos(p.prosrc, 'private.stripe_begin(') = 0
-        and strpos(p.prosrc, 'private.portal_begin(') = 0
+      where n.nspname = 'api' and p.proname <> 'authenticate'
     )
     select fn::text from api_functions
     where tests.sqlstate_of(tests.call_with_nulls(fn)) is distinct from 'LAUTH'
   $$,
-  'without a tenant context every api function but authenticate, Stripe''s deliveries and the portal visitor''s '
-  'raises LAUTH'
+  'without a tenant context every api function but authenticate raises LAUTH'
 );
 select is_empty(
   $$
@@ -46,7 +43,7 @@ select is_empty(
     from pg_catalog.pg_proc as p
     inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
     where
-      n.nspname = 'api' and strpos(p.prosrc, 'private.stripe_begin(') > 0
+      n.nspname = 'service' and strpos(p.prosrc, 'private.stripe_begin(') > 0
       and tests.sqlstate_of(tests.call_with_nulls(p.oid::regprocedure)) is distinct from 'LNTFD'
   $$,
   'Stripe''s deliveries (the account comes from the URL) raise LNTFD for no account'
@@ -57,7 +54,7 @@ select is_empty(
     from pg_catalog.pg_proc as p
     inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
     where
-      n.nspname = 'api' and strpos(p.prosrc, 'private.portal_begin(') > 0
+      n.nspname = 'service' and strpos(p.prosrc, 'private.portal_begin(') > 0
       and tests.sqlstate_of(tests.call_with_nulls(p.oid::regprocedure)) is distinct from 'LNTFD'
   $$,
   'the portal visitor''s functions (the account comes from the slug) raise LNTFD for no portal'
@@ -84,15 +81,12 @@ select is_empty(
       select p.oid::regprocedure as fn
       from pg_catalog.pg_proc as p
       inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
-      where
-        n.nspname = 'api' and p.proname <> 'authenticate' and strpos(p.prosrc, 'private.stripe_begin(') = 0
-        and strpos(p.prosrc, 'private.portal_begin(') = 0
+      where n.nspname = 'api' and p.proname <> 'authenticate'
     )
     select fn::text from api_functions
     where tests.sqlstate_of(tests.call_with_nulls(fn)) is distinct from 'LAUTH'
   $$,
-  'with an empty tenant context every api function but authenticate, Stripe''s deliveries and the portal '
-  'visitor''s raises LAUTH'
+  'with an empty tenant context every api function but authenticate raises LAUTH'
 );
 select tests.clear_context();
 

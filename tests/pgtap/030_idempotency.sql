@@ -1,8 +1,8 @@
--- Idempotency keys: claim, replay, conflicts, scope and expiry. The
--- concurrent "still in progress" path (LIDEM) needs two connections and is
--- tested from Python.
+-- Idempotency keys: claim, replay, conflicts, scope (account and principal)
+-- and expiry. The concurrent "still in progress" path (LIDEM) needs two
+-- connections and is tested from Python.
 begin;
-select plan(21);
+select plan(35);
 
 select from tests.create_account('A');
 select from tests.create_account('B');
@@ -105,14 +105,112 @@ select is(
 );
 select tests.clear_context();
 
+-- An answer belongs to the principal that made it (the API key or the agent):
+-- no other key or agent of the account replays it, whatever its kind, and
+-- each may use the same key string for a request of its own.
+select from tests.act_as(tests.secret_key('A'));
+select from tests.remember_key('A pk', api.create_api_key(kind => 'publishable'));
+select from tests.remember_key('A sk2', api.create_api_key(kind => 'secret'));
+select tests.remember_secret('A agent', (api.create_agent(name => 'bot')).token);
+select api.save_idempotent_response(
+  key => 'mine', fingerprint => 'fp-m', status => 201, body => '{"key": "K8WD9-SECRET"}'
+);
+select from tests.act_as(tests.key_secret('A pk'));
+select is(
+  api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-m'), null,
+  'a publishable key does not get a secret key''s answer: go ahead (and be refused by the function itself)'
+);
+select from tests.act_as(tests.key_secret('A sk2'));
+select is(
+  api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-other'), null,
+  'another secret key of the account neither gets the answer nor is compared with its request'
+);
+select from tests.act_as(tests.secret('A agent'));
+select is(
+  api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-m'), null,
+  'an agent does not get a secret key''s answer'
+);
+select api.save_idempotent_response(key => 'mine', fingerprint => 'fp-a', status => 200, body => '{"agent": 1}');
+select is(
+  (api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-a')).body, '{"agent": 1}'::jsonb,
+  'an agent''s answers are its own'
+);
+select from tests.act_as(tests.secret_key('A'));
+select is(
+  (api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-m')).body, '{"key": "K8WD9-SECRET"}'::jsonb,
+  'the key that made an answer still gets it'
+);
+select tests.clear_context();
+select results_eq(
+  $$
+    select principal_kind, principal_id, request_fingerprint from lic.idempotency_keys
+    where account_id = tests.account_id('A') and key = 'mine'
+    order by request_fingerprint
+  $$,
+  $$
+    select kind, id, fp from (values
+      ('agent', (select a.id from lic.agents as a where a.account_id = tests.account_id('A')), 'fp-a'),
+      ('secret', tests.key_id('A'), 'fp-m')
+    ) as v (kind, id, fp)
+  $$,
+  'each answer is stored under its principal''s kind and id'
+);
+
+-- A context without a principal id (an account-bound login, say) is a
+-- principal of its own, one per kind: it shares answers with no key.
+select private.set_context(tests.account_id('A'), 'secret');
+select is(
+  api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-m'), null,
+  'a context without a principal id does not get a key''s answer'
+);
+select api.save_idempotent_response(key => 'mine', fingerprint => 'fp-n', status => 200, body => '{"none": 1}');
+select is(
+  (api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-n')).body, '{"none": 1}'::jsonb,
+  'a context without a principal id gets its own answers'
+);
+select private.set_context(tests.account_id('A'), 'publishable');
+select is(
+  api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-n'), null,
+  'nor does another kind without a principal id share them'
+);
+select tests.clear_context();
+select from tests.act_as(tests.secret_key('A'));
+select is(
+  (api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-m')).body, '{"key": "K8WD9-SECRET"}'::jsonb,
+  'and the key still gets its own, not the principal-less one'
+);
+select tests.clear_context();
+
+-- A stale answer goes per principal: a claim deletes its own, not another's.
+update lic.idempotency_keys set created_at = now() - interval '25 hours'
+where account_id = tests.account_id('A') and key = 'mine' and principal_kind = 'agent';
+select from tests.act_as(tests.secret('A agent'));
+select is(
+  api.claim_idempotency_key(key => 'mine', fingerprint => 'fp-a'), null,
+  'an agent''s stale answer is treated as absent'
+);
+select tests.clear_context();
+select is(
+  (
+    select array_agg(principal_kind order by principal_kind) from lic.idempotency_keys
+    where account_id = tests.account_id('A') and key = 'mine'
+  ),
+  array['secret', 'secret'],
+  'and only the agent''s own answer was deleted, not the others'' under the same key string'
+);
+
 -- The purge: keys older than 24 hours go, oldest first, as lic_worker.
-insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status, created_at)
+insert into lic.idempotency_keys (
+  account_id, principal_kind, principal_id, key, request_fingerprint, response_status, created_at
+)
 values
-(tests.account_id('A'), 'purge-older', 'fp', 200, now() - interval '26 hours'),
-(tests.account_id('A'), 'purge-old', 'fp', 200, now() - interval '25 hours');
+(tests.account_id('A'), 'secret', tests.key_id('A'), 'purge-older', 'fp', 200, now() - interval '26 hours'),
+(tests.account_id('A'), 'secret', tests.key_id('A'), 'purge-old', 'fp', 200, now() - interval '25 hours'),
+-- Another principal's fresh answer under the same key string stays.
+(tests.account_id('A'), 'publishable', tests.key_id('A pk'), 'purge-old', 'fp', 200, now());
 select count(*) as keys_left
 from lic.idempotency_keys
-where key not like 'purge-%'
+where created_at > now() - interval '24 hours'
 \gset
 set local role lic_worker;
 select throws_ok(
@@ -126,13 +224,30 @@ select is(
     from lic.idempotency_keys
     where key like 'purge-%'
   ),
-  array['purge-old'],
+  array['purge-old', 'purge-old'],
   'the oldest went first'
 );
 set local role lic_worker;
 select is(worker.purge_idempotency_keys(), 1, 'the next batch takes the other old key and nothing newer');
+reset role;
 select is(
-  worker.purge_idempotency_keys(at => now() + interval '25 hours'), :keys_left::integer,
+  (
+    select array_agg(principal_kind) from lic.idempotency_keys
+    where key like 'purge-%'
+  ),
+  array['publishable'],
+  'another principal''s fresh answer under the same key string is not purged with the old one'
+);
+set local role lic_worker;
+-- An instant from lic_worker once purged every tenant's keys (issue 12).
+select throws_ok(
+  $$select worker.purge_idempotency_keys(at => 'infinity')$$, '42883', null,
+  'lic_worker cannot choose the instant of the purge'
+);
+-- The purge's helper, run as the purge runs (lic_maint), takes the instant.
+set local role lic_maint;
+select is(
+  private.purge_idempotency_keys(at => now() + interval '25 hours', batch_size => 1000), :keys_left::integer,
   'a day later every key left is old enough to go'
 );
 reset role;

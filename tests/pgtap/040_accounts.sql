@@ -39,25 +39,38 @@ select is((api.get_account()).id, tests.account_id('free'), 'api.get_account ret
 select is((api.get_account()).plan, 'free', 'api.get_account returns its plan');
 select is(
   (api.get_account()).limits,
-  '{"active_licenses": 100, "agents": 5, "custom_branding": false, "embeddable_analytics": false}'::jsonb,
-  'the free plan allows 100 active licenses and 5 agents, no branding, no analytics'
+  (
+    '{"active_licenses": 100, "agents": 5, "webhook_endpoints": 16, '
+    || '"custom_branding": false, "embeddable_analytics": false}'
+  )::jsonb,
+  'the free plan allows 100 active licenses, 5 agents and 16 webhook endpoints, no branding, no analytics'
 );
 select from tests.act_as(tests.secret_key('starter'));
 select is(
   (api.get_account()).limits,
-  '{"active_licenses": 1000, "agents": 50, "custom_branding": true, "embeddable_analytics": false}'::jsonb,
-  'the starter plan allows 1000 active licenses and 50 agents, with custom branding'
+  (
+    '{"active_licenses": 1000, "agents": 50, "webhook_endpoints": 64, '
+    || '"custom_branding": true, "embeddable_analytics": false}'
+  )::jsonb,
+  'the starter plan allows 1000 active licenses, 50 agents and 64 webhook endpoints, with custom branding'
 );
 select from tests.act_as(tests.secret_key('growth'));
 select is(
   (api.get_account()).limits,
-  '{"active_licenses": 10000, "agents": 500, "custom_branding": true, "embeddable_analytics": true}'::jsonb,
-  'the growth plan allows 10000 active licenses and 500 agents, with branding and embeddable analytics'
+  (
+    '{"active_licenses": 10000, "agents": 500, "webhook_endpoints": 256, '
+    || '"custom_branding": true, "embeddable_analytics": true}'
+  )::jsonb,
+  'the growth plan allows 10000 active licenses, 500 agents and 256 webhook endpoints, with branding and '
+  'embeddable analytics'
 );
 select from tests.act_as(tests.secret_key('enterprise'));
 select is(
   (api.get_account()).limits,
-  '{"active_licenses": null, "agents": null, "custom_branding": true, "embeddable_analytics": true}'::jsonb,
+  (
+    '{"active_licenses": null, "agents": null, "webhook_endpoints": null, '
+    || '"custom_branding": true, "embeddable_analytics": true}'
+  )::jsonb,
   'the enterprise plan is unlimited (null) with every feature'
 );
 
@@ -65,7 +78,7 @@ select is(
 select tests.clear_context();
 update lic.accounts set max_active_licenses = 250
 where account_id = tests.account_id('free');
-update lic.accounts set max_active_licenses = 50000, max_agents = 20
+update lic.accounts set max_active_licenses = 50000, max_agents = 20, max_webhook_endpoints = 1000
 where account_id = tests.account_id('enterprise');
 select from tests.act_as(tests.secret_key('free'));
 select is(
@@ -79,7 +92,10 @@ select is(
 select from tests.act_as(tests.secret_key('enterprise'));
 select is(
   (api.get_account()).limits,
-  '{"active_licenses": 50000, "agents": 20, "custom_branding": true, "embeddable_analytics": true}'::jsonb,
+  (
+    '{"active_licenses": 50000, "agents": 20, "webhook_endpoints": 1000, '
+    || '"custom_branding": true, "embeddable_analytics": true}'
+  )::jsonb,
   'overrides also cap an unlimited plan'
 );
 select tests.clear_context();

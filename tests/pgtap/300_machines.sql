@@ -185,7 +185,7 @@ select throws_ok(
   format(
     'select api.activate_machine(license_id => %L, fingerprint => %L, metadata => %L)', tests.id('L2'), 'fp-m', '[]'
   ),
-  '23514', null, 'activation with metadata that is not an object is refused by the table'
+  'LINVL', null, 'activation with metadata that is not an object is refused'
 );
 select throws_ok(
   format('select api.activate_machine(license_id => %L, fingerprint => %L)', gen_random_uuid(), 'fp-1'),

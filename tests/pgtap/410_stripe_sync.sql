@@ -730,11 +730,14 @@ select is(
   'overdue',
   'once its grace period ends the license is overdue'
 );
-set local role lic_worker;
+-- worker.suspend_overdue_licenses reads the clock; its helper, run as the
+-- sweep runs (lic_maint), takes the instant.
+set local role lic_maint;
 select is(
-  worker.suspend_overdue_licenses(:'sweep_at'), 1,
-  'worker.suspend_overdue_licenses suspends the past_due license whose grace period ended, and counts it'
+  private.suspend_overdue_licenses(at => :'sweep_at', batch_size => 1000), 1,
+  'the overdue sweep suspends the past_due license whose grace period ended, and counts it'
 );
+set local role lic_worker;
 select throws_ok(
   'select worker.suspend_overdue_licenses(batch_size => 0)', 'LINVL', 'batch_size must be at least 1',
   'a batch size below 1 is refused'

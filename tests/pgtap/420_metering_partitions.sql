@@ -1,9 +1,11 @@
 -- Partition upkeep of lic.metering_events: worker.ensure_metering_partitions
 -- and worker.drop_metering_partitions, run as lic_worker (the functions run
--- as the table owner, lic_owner). Events are written as the superuser unless
--- the test is about ingest; the times are fixed far ahead of any real event.
+-- as the table owner, lic_owner, at now()). The tests that fix the instant
+-- call their private helpers as lic_owner, as the worker functions do.
+-- Events are written as the superuser unless the test is about ingest; the
+-- fixed times are far ahead of any real event.
 begin;
-select plan(45);
+select plan(51);
 
 -- Catalog names and expressions come in the "C" collation; the tests that
 -- compare them with literals collate them to the default one.
@@ -32,15 +34,15 @@ select ok(
     from pg_catalog.pg_proc as p
     where
       p.oid in (
-        'worker.ensure_metering_partitions(integer, timestamptz)'::regprocedure,
-        'worker.drop_metering_partitions(integer, timestamptz)'::regprocedure
+        'worker.ensure_metering_partitions(integer)'::regprocedure,
+        'worker.drop_metering_partitions(integer)'::regprocedure
       )
   ),
   'the upkeep functions are security definer, owned by lic_owner (the table owner), with a pinned search_path'
 );
 select ok(
-  has_function_privilege('lic_worker', 'worker.ensure_metering_partitions(integer, timestamptz)', 'execute')
-  and has_function_privilege('lic_worker', 'worker.drop_metering_partitions(integer, timestamptz)', 'execute'),
+  has_function_privilege('lic_worker', 'worker.ensure_metering_partitions(integer)', 'execute')
+  and has_function_privilege('lic_worker', 'worker.drop_metering_partitions(integer)', 'execute'),
   'lic_worker may run both'
 );
 select is_empty(
@@ -49,8 +51,8 @@ select is_empty(
     from (values ('lic_app'), ('lic_definer'), ('lic_maint'), ('lic_reporting')) as r (role)
     cross join (
       values
-      ('worker.ensure_metering_partitions(integer, timestamptz)'::regprocedure),
-      ('worker.drop_metering_partitions(integer, timestamptz)'::regprocedure)
+      ('worker.ensure_metering_partitions(integer)'::regprocedure),
+      ('worker.drop_metering_partitions(integer)'::regprocedure)
     ) as f (fn)
     where has_function_privilege(r.role, f.fn, 'execute')
   $$,
@@ -61,6 +63,33 @@ select throws_ok(
   'select worker.ensure_metering_partitions()', '42501', null, 'lic_app calling partition upkeep is refused'
 );
 select tests.clear_context();
+-- The worker's clock is its own: an instant from lic_worker once dropped
+-- every tenant's events (issue 12).
+set local role lic_worker;
+select throws_ok(
+  $$select worker.drop_metering_partitions(retain_months => 2, at => '2300-01-01')$$, '42883', null,
+  'lic_worker cannot choose the instant of the retention drop'
+);
+select throws_ok(
+  $$select worker.ensure_metering_partitions(months_ahead => 0, at => '2300-01-01')$$, '42883', null,
+  '... nor of the upkeep'
+);
+select tests.clear_context();
+-- The helpers that take the instant run as their caller: only the table
+-- owner, lic_owner, may do what they do (decision 29).
+select ok(
+  (
+    select pg_catalog.bool_and(not p.prosecdef)
+    from pg_catalog.pg_proc as p
+    where
+      p.oid in (
+        'private.ensure_metering_partitions(timestamptz, integer)'::regprocedure,
+        'private.drop_metering_partitions(timestamptz, integer)'::regprocedure,
+        'private.secure_partition(regclass)'::regprocedure
+      )
+  ),
+  'the private upkeep helpers are security invoker'
+);
 
 -- Ingest before any partition exists: the DEFAULT partition takes the event.
 select is_empty(
@@ -91,14 +120,51 @@ select results_eq(
 -- Its month's partition made later takes it over, in the same transaction.
 set local role lic_worker;
 select is(
-  worker.ensure_metering_partitions(months_ahead => 0, at => now()), 1,
+  worker.ensure_metering_partitions(months_ahead => 0), 1,
   'ensure_metering_partitions(months_ahead => 0) makes the current month''s partition'
 );
 select tests.clear_context();
 select results_eq(
   'select partition from event_places where id = ''now-1''',
   array['lic.metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM')],
-  'the event moved out of the DEFAULT partition into its month''s partition'
+  'the event moved out of the DEFAULT (forced row level security) partition into its month''s partition'
+);
+select ok(
+  (
+    select c.relrowsecurity and c.relforcerowsecurity
+    from pg_catalog.pg_class as c
+    where c.oid = ('lic.metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM'))::regclass
+  ),
+  'the new partition has row level security enabled and forced from the start'
+);
+select results_eq(
+  $$
+    select
+      p.policyname::text collate "default", p.permissive collate "default", p.cmd collate "default",
+      p.roles::text collate "default", p.qual collate "default", p.with_check collate "default"
+    from pg_catalog.pg_policies as p
+    where p.schemaname = 'lic' and p.tablename = 'metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM')
+  $$,
+  $$
+    values (
+      'metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM') || '__all__owner',
+      'PERMISSIVE', 'ALL', '{lic_owner}', 'true', 'true'
+    )
+  $$,
+  '... and one policy, for the upkeep (lic_owner)'
+);
+-- Through the parent, its policies apply as before.
+select from tests.act_as(tests.secret_key('A'));
+select is(
+  (api.ingest_events('[{"id": "now-2", "meter": "tokens", "subject_key": "u1", "quantity": 1}]') #>> '{data,0,status}'),
+  'accepted',
+  'an event is ingested into the month''s new partition'
+);
+select tests.clear_context();
+select results_eq(
+  'select partition from event_places where id = ''now-2''',
+  array['lic.metering_events_' || to_char(now() at time zone 'UTC', 'YYYYMM')],
+  '... which holds it'
 );
 select is(
   (select sum(r.quantity_sum) from lic.metering_rollups as r),
@@ -134,9 +200,9 @@ select results_eq(
 -- month the DEFAULT partition holds events of. UTC months whatever the
 -- session's time zone.
 set local timezone = 'America/New_York';
-set local role lic_worker;
+set local role lic_owner;
 select is(
-  worker.ensure_metering_partitions(months_ahead => 3, at => '2031-01-15 12:00:00+00'), 5,
+  private.ensure_metering_partitions(at => '2031-01-15 12:00:00+00', months_ahead => 3), 5,
   'three months ahead of January 2031 makes January to April, and November 2030 for the event the DEFAULT '
   'partition held'
 );
@@ -167,7 +233,7 @@ select results_eq(
   'the DEFAULT partition''s events of the new months moved into them; the one beyond the window stayed'
 );
 select is(
-  (select count(*)::integer from lic.metering_events), 4, 'no event was lost or copied by the moves'
+  (select count(*)::integer from lic.metering_events), 5, 'no event was lost or copied by the moves'
 );
 select ok(
   (
@@ -179,22 +245,22 @@ select ok(
 );
 
 -- Idempotent.
-set local role lic_worker;
+set local role lic_owner;
 select is(
-  worker.ensure_metering_partitions(months_ahead => 3, at => '2031-01-15 12:00:00+00'), 0,
+  private.ensure_metering_partitions(at => '2031-01-15 12:00:00+00', months_ahead => 3), 0,
   'a second call makes nothing'
 );
 select is(
-  worker.ensure_metering_partitions(months_ahead => 2, at => '2031-02-28 23:00:00+00'), 0,
+  private.ensure_metering_partitions(at => '2031-02-28 23:00:00+00', months_ahead => 2), 0,
   '... nor does a call whose window is already covered'
 );
 select tests.clear_context();
 select is((select count(*)::integer from partitions), 7, '... and the partitions are unchanged');
 
 -- Growing the window moves the event beyond it.
-set local role lic_worker;
+set local role lic_owner;
 select is(
-  worker.ensure_metering_partitions(months_ahead => 5, at => '2031-01-15 12:00:00+00'), 2,
+  private.ensure_metering_partitions(at => '2031-01-15 12:00:00+00', months_ahead => 5), 2,
   'five months ahead makes May and June'
 );
 select tests.clear_context();
@@ -207,13 +273,13 @@ select is_empty('select * from lic.metering_events_default', 'the DEFAULT partit
 
 -- The month is the UTC month: 00:30 on 1 July in Berlin is still June in UTC.
 set local timezone = 'Europe/Berlin';
-set local role lic_worker;
+set local role lic_owner;
 select is(
-  worker.ensure_metering_partitions(months_ahead => 0, at => '2031-07-01 00:30:00+02'), 0,
+  private.ensure_metering_partitions(at => '2031-07-01 00:30:00+02', months_ahead => 0), 0,
   'at 22:30 UTC on 30 June the current month is June, which exists'
 );
 select is(
-  worker.ensure_metering_partitions(months_ahead => 0, at => '2031-07-01 00:30:00+00'), 1,
+  private.ensure_metering_partitions(at => '2031-07-01 00:30:00+00', months_ahead => 0), 1,
   'at 00:30 UTC on 1 July it is July, which is made'
 );
 select tests.clear_context();
@@ -290,6 +356,15 @@ select throws_ok(
   'a DELETE on a partition is refused by the append-only trigger'
 );
 
+-- A role that may execute the private helpers but does not own the table
+-- gains nothing by calling them.
+set local role lic_maint;
+select throws_ok(
+  $$select private.drop_metering_partitions(at => '2300-01-01', retain_months => 2)$$, '42501', null,
+  'lic_maint, which may execute private helpers, cannot drop partitions through them'
+);
+select tests.clear_context();
+
 -- Retention: partitions that end at or before the start of the month
 -- retain_months before at's month go; the rollups stay.
 insert into lic.metering_rollups (
@@ -310,9 +385,9 @@ select
   '2031-01-31 23:59:59+00' as latest_at
 from lic.meters as m
 where m.account_id = tests.account_id('A');
-set local role lic_worker;
+set local role lic_owner;
 select is(
-  worker.drop_metering_partitions(retain_months => 2, at => '2031-04-10 00:00:00+00'), 3,
+  private.drop_metering_partitions(at => '2031-04-10 00:00:00+00', retain_months => 2), 3,
   'keeping 2 months before April 2031 drops this month''s, November 2030''s and January 2031''s partitions'
 );
 select tests.clear_context();
@@ -325,7 +400,7 @@ select results_eq(
   'February onwards and the DEFAULT partition remain'
 );
 select is_empty(
-  $$select id from lic.metering_events where id in ('now-1', 'past', 'january', 'b-january')$$,
+  $$select id from lic.metering_events where id in ('now-1', 'now-2', 'past', 'january', 'b-january')$$,
   'the dropped months'' events are gone'
 );
 select is(
@@ -336,13 +411,13 @@ select is(
   1,
   'the rollups of the dropped months stay'
 );
-set local role lic_worker;
+set local role lic_owner;
 select is(
-  worker.drop_metering_partitions(retain_months => 2, at => '2031-04-10 00:00:00+00'), 0,
+  private.drop_metering_partitions(at => '2031-04-10 00:00:00+00', retain_months => 2), 0,
   'a second drop finds nothing'
 );
 select is(
-  worker.drop_metering_partitions(retain_months => 1200, at => '2031-04-10 00:00:00+00'), 0,
+  private.drop_metering_partitions(at => '2031-04-10 00:00:00+00', retain_months => 1200), 0,
   'a long retention drops nothing'
 );
 select tests.clear_context();
@@ -360,18 +435,11 @@ select throws_ok(
   'select worker.ensure_metering_partitions(months_ahead => null)', 'LINVL', null, 'a null months_ahead is refused'
 );
 select throws_ok(
-  'select worker.ensure_metering_partitions(at => null)', 'LINVL', null, 'a null at is refused (ensure)'
-);
-select throws_ok(
   'select worker.drop_metering_partitions(retain_months => 1)', 'LINVL', null,
   'retain_months below 2 is refused (ingest still takes events 35 days old)'
 );
 select throws_ok(
   'select worker.drop_metering_partitions(retain_months => null)', 'LINVL', null, 'a null retain_months is refused'
-);
-select throws_ok(
-  'select worker.drop_metering_partitions(retain_months => 2, at => null)', 'LINVL', null,
-  'a null at is refused (drop)'
 );
 select tests.clear_context();
 

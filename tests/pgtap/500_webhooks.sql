@@ -1,11 +1,12 @@
 -- Outbound webhooks (functions/80_webhooks.sql): endpoint rules and errors,
 -- the fan-out from lic.events (from requests and from a worker sweep), the
--- worker's claim, record, release and purge with the clock fixed through their
--- `at` parameters, the retry schedule and its jitter, disabling (410, five
+-- worker's claim (fair across tenants), record, release and purge with the
+-- clock fixed through the private helpers' `at` (the worker functions read
+-- now()), the retry schedule and its jitter, disabling (410, five
 -- days of failure, by the account), the delivery log, retry and replay,
 -- secret rotation, and two tenants.
 begin;
-select plan(219);
+select plan(237);
 \ir licensing_fixtures.sql
 
 select from tests.create_account('A', 'growth');
@@ -13,11 +14,12 @@ select from tests.create_account('B', 'growth');
 select from tests.fx_policy('A', 'monthly');
 select from tests.fx_policy('B', 'monthly');
 
--- Worker calls as lic_worker, from the superuser's context: each helper
--- switches to lic_worker for the call only. Claimed leases are remembered so
--- a test records an attempt by delivery id.
+-- The worker's claim and record at a chosen instant: the private helpers the
+-- worker functions call with now(), as their owner lic_maint, from the
+-- superuser's context; each helper switches role for the call only. Claimed
+-- leases are remembered so a test records an attempt by delivery id.
 create table tests.wh_leases (delivery_id uuid primary key, account_id uuid not null, lease_id uuid not null);
-grant select, insert, update on tests.wh_leases to lic_worker;
+grant select, insert, update on tests.wh_leases to lic_maint;
 create type tests.wh_claim as (
   delivery_id uuid,
   account_id uuid,
@@ -43,9 +45,9 @@ as $$
 declare
   v_row tests.wh_claim;
 begin
-  perform set_config('role', 'lic_worker', true);
+  perform set_config('role', 'lic_maint', true);
   for v_row in
-    select * from worker.claim_webhook_deliveries(
+    select * from private.claim_webhook_deliveries(
       batch_size => wh_claim.batch_size, lease => wh_claim.lease, at => wh_claim.at
     )
   loop
@@ -76,8 +78,8 @@ declare
   v_outcome text;
 begin
   select l.* into v_lease from tests.wh_leases as l where l.delivery_id = wh_record.delivery_id;
-  perform set_config('role', 'lic_worker', true);
-  v_outcome := worker.record_webhook_attempt(
+  perform set_config('role', 'lic_maint', true);
+  v_outcome := private.record_webhook_attempt(
     delivery_id => wh_record.delivery_id,
     account_id => v_lease.account_id,
     lease_id => coalesce(wh_record.lease_id, v_lease.lease_id),
@@ -177,6 +179,22 @@ select is_empty(
       )
   $$,
   'the webhook worker functions are definer functions of lic_maint that lic_worker may run and lic_app may not'
+);
+select is_empty(
+  $$
+    select p.oid::regprocedure::text
+    from pg_catalog.pg_proc as p
+    inner join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
+    where n.nspname = 'worker' and p.proname like '%webhook%' and 'at' = any(p.proargnames)
+  $$,
+  'no webhook worker function takes the instant (at) from its caller: they read now()'
+);
+select ok(
+  not has_function_privilege(
+    'lic_worker', 'private.claim_webhook_deliveries(integer, interval, timestamptz)', 'execute'
+  )
+  and not has_schema_privilege('lic_worker', 'private', 'usage'),
+  'lic_worker cannot reach the private helpers that take at'
 );
 select throws_ok(
   $$insert into lic.events (account_id, type, object) values ('01890000-0000-7000-8000-000000000001', 'pong', '{}')$$,
@@ -366,14 +384,14 @@ select is(
   row('pending', 0, now(), 'customer.created', null::timestamptz, null::uuid)::text,
   'a new delivery is pending and due at once'
 );
-select results_eq(
-  $$
-    select d.endpoint_id from lic.webhook_deliveries as d
+select is(
+  (
+    select count(*)::integer from lic.webhook_deliveries as d
     inner join lic.events as e on d.account_id = e.account_id and d.event_id = e.id
-    where e.type = 'webhook_endpoint.created' and e.object ->> 'id' = tests.id('off')::text
-  $$,
-  $$select tests.id('all')$$,
-  'an endpoint''s own events go to the account''s other endpoints subscribed to them, never to itself'
+    where e.type in ('webhook_endpoint.created', 'webhook_endpoint.updated', 'webhook_endpoint.deleted')
+  ),
+  0,
+  'an endpoint''s creation, updates and deletion are delivered to no endpoint'
 );
 insert into lic.events (account_id, type, object) values (tests.account_id('A'), 'ping', '{}');
 select is(
@@ -515,9 +533,9 @@ update lic.webhook_endpoints set enabled = true, disabled_at = null
 where id = tests.id('cust');
 select ok(
   (
-    select p.prosrc ~* 'for update of d skip locked'
+    select p.prosrc ~* 'for update of x skip locked'
     from pg_catalog.pg_proc as p
-    where p.oid = 'worker.claim_webhook_deliveries(integer, interval, timestamptz)'::regprocedure
+    where p.oid = 'private.claim_webhook_deliveries(integer, interval, timestamptz)'::regprocedure
   ),
   'the claim locks with FOR UPDATE SKIP LOCKED, so concurrent workers never take the same delivery'
 );
@@ -525,17 +543,98 @@ set local enable_seqscan = off;
 select alike(
   (
     select string_agg(line, e'\n') from tests.explain_lines(
-      $q$
-        select d.id from lic.webhook_deliveries as d
-        where d.status = 'pending' and d.next_attempt_at <= now()
-        order by d.next_attempt_at limit 100 for update of d skip locked
-      $q$
+      format(
+        $q$
+          select x.id from lic.webhook_deliveries as x
+          where x.account_id = %L and x.status = 'pending' and x.next_attempt_at <= now()
+          order by x.next_attempt_at limit 100 for update of x skip locked
+        $q$,
+        tests.account_id('A')
+      )
     ) as line
   ),
-  '%webhook_deliveries__next_attempt_at_idx%',
-  'the claim''s candidates are read from webhook_deliveries__next_attempt_at_idx'
+  '%webhook_deliveries__account_id_next_attempt_at_idx%',
+  'an account''s share of a claim is read from webhook_deliveries__account_id_next_attempt_at_idx'
+);
+select alike(
+  (
+    select string_agg(line, e'\n') from tests.explain_lines(
+      format(
+        $q$
+          select p.account_id from lic.webhook_deliveries as p
+          where p.status = 'pending' and p.account_id > %L order by p.account_id limit 1
+        $q$,
+        tests.account_id('A')
+      )
+    ) as line
+  ),
+  '%webhook_deliveries__account_id_next_attempt_at_idx%',
+  '... and the next account with pending deliveries is one probe of that index'
 );
 set local enable_seqscan = on;
+
+-- ---------------------------------------------------------------------------
+-- Fair across tenants: A has a backlog of 1,000 deliveries due for an hour, B
+-- five that came due a minute ago.
+select tests.wh_settle();
+select from (
+  select
+    private.emit_event(
+      tests.account_id('A'), 'license.suspended', jsonb_build_object('object', 'license', 'id', gen_random_uuid())
+    )
+  from generate_series(1, 1000)
+) as e;
+update lic.webhook_deliveries set next_attempt_at = now() - interval '1 hour'
+where event_type = 'license.suspended' and status = 'pending';
+select from (
+  select
+    private.emit_event(
+      tests.account_id('B'), 'license.suspended', jsonb_build_object('object', 'license', 'id', gen_random_uuid())
+    )
+  from generate_series(1, 5)
+) as e;
+update lic.webhook_deliveries set next_attempt_at = now() - interval '1 minute'
+where account_id = tests.account_id('B') and event_type = 'license.suspended' and status = 'pending';
+select is(
+  (
+    select count(*)::integer from lic.webhook_deliveries
+    where event_type = 'license.suspended' and status = 'pending'
+  ),
+  1005,
+  'A has 1,000 deliveries due, B 5'
+);
+set local role lic_worker;
+create temporary table fair_1 as select * from worker.claim_webhook_deliveries(batch_size => 64);
+select tests.clear_context();
+select is(
+  (
+    select
+      row(count(*) filter (where c.account_id = tests.account_id('A')), count(*) filter (
+        where c.account_id = tests.account_id('B')
+      ))
+    from fair_1 as c
+  )::text,
+  '(32,5)',
+  'a claim of 64 takes all of B''s 5, though A''s 1,000 came due first: each account gets half of the claim'
+);
+set local role lic_worker;
+create temporary table fair_2 as select * from worker.claim_webhook_deliveries(batch_size => 64);
+select tests.clear_context();
+select is(
+  (
+    select count(*)::integer from fair_2 as c
+    where c.account_id = tests.account_id('A')
+  ),
+  64,
+  'the next claim, with only A''s due, is all A''s: a backlog takes what the others leave'
+);
+select is(
+  (select count(*)::integer from tests.wh_claim(batch_size => 1)),
+  1,
+  'a claim of one takes one (from the account waiting longest)'
+);
+delete from lic.webhook_deliveries
+where event_type = 'license.suspended';
 
 -- ---------------------------------------------------------------------------
 -- Recording attempts.
@@ -1618,6 +1717,99 @@ select is_empty(
   'with a publishable key every webhook function raises LDNID'
 );
 select tests.clear_context();
+
+-- ---------------------------------------------------------------------------
+-- Endpoints per tenant plan (free 16, starter 64, growth 256, enterprise
+-- unlimited; an account's own limit overrides its plan's).
+select from tests.create_account('Free', 'free');
+select from tests.create_account('Big', 'enterprise');
+select from tests.act_as(tests.secret_key('Free'));
+select is(
+  (
+    select count(*)::integer
+    from generate_series(1, 16) as n,
+      lateral api.create_webhook_endpoint(url => 'https://hooks.example.com/free/' || n, secret_ciphertext => '\x01')
+  ),
+  16,
+  'the free plan takes 16 endpoints'
+);
+select tests.clear_context();
+select is(
+  (
+    select count(*)::integer from lic.webhook_deliveries
+    where account_id = tests.account_id('Free')
+  ),
+  0,
+  '... and making them made no delivery (no endpoint hears of another''s creation)'
+);
+select from tests.act_as(tests.secret_key('Free'));
+select throws_ok(
+  $$select api.create_webhook_endpoint(url => 'https://hooks.example.com/free/17', secret_ciphertext => '\x01')$$,
+  'LPLAN', null,
+  'a 17th endpoint on the free plan raises LPLAN'
+);
+select is(
+  row((api.get_account()).limits -> 'webhook_endpoints', (api.get_account()).usage -> 'webhook_endpoints')::text,
+  row('16'::jsonb, '16'::jsonb)::text,
+  'api.get_account shows the endpoint limit and how many the account has'
+);
+select from api.update_webhook_endpoint(
+  (
+    select e.id from api.list_webhook_endpoints() as e
+    order by e.id limit 1
+  ), enabled => false
+);
+select throws_ok(
+  $$select api.create_webhook_endpoint(url => 'https://hooks.example.com/free/17', secret_ciphertext => '\x01')$$,
+  'LPLAN', null,
+  'a disabled endpoint still counts'
+);
+select from api.delete_webhook_endpoint((
+  select e.id from api.list_webhook_endpoints() as e
+  order by e.id limit 1
+));
+select lives_ok(
+  $$select api.create_webhook_endpoint(url => 'https://hooks.example.com/free/17', secret_ciphertext => '\x01')$$,
+  'deleting one makes room for another'
+);
+select tests.clear_context();
+update lic.accounts set max_webhook_endpoints = 17
+where account_id = tests.account_id('Free');
+select from tests.act_as(tests.secret_key('Free'));
+select lives_ok(
+  $$select api.create_webhook_endpoint(url => 'https://hooks.example.com/free/18', secret_ciphertext => '\x01')$$,
+  'an account''s own limit overrides its plan''s ...'
+);
+select throws_ok(
+  $$select api.create_webhook_endpoint(url => 'https://hooks.example.com/free/19', secret_ciphertext => '\x01')$$,
+  'LPLAN', null,
+  '... and holds too'
+);
+select from tests.act_as(tests.secret_key('Big'));
+select is(
+  (
+    select count(*)::integer
+    from generate_series(1, 300) as n,
+      lateral api.create_webhook_endpoint(url => 'https://hooks.example.com/big/' || n, secret_ciphertext => '\x01')
+  ),
+  300,
+  'the enterprise plan has no endpoint limit (null) unless the account has one'
+);
+select is(
+  (api.get_account()).limits -> 'webhook_endpoints', 'null'::jsonb, 'api.get_account shows it as null'
+);
+select tests.clear_context();
+select is(
+  (
+    select count(*)::integer from lic.accounts as a
+    where a.webhook_endpoints <> (
+      select count(*) from lic.webhook_endpoints as e
+      where e.account_id = a.account_id
+    )
+  ),
+  0,
+  'every account''s endpoint count is its number of endpoints'
+);
 
 select * from finish();
 rollback;

@@ -319,7 +319,9 @@ update lic.accounts set plan = 'free'
 where account_id = tests.account_id('A');
 select tests.visit();
 select is(
-  (select row(f.product_name, f.primary_color, f.branded)::text from service.resolve_portal(slug => 'acme-portal') as f),
+  (
+    select row(f.product_name, f.primary_color, f.branded)::text from service.resolve_portal(slug => 'acme-portal') as f
+  ),
   row(null::text, null::text, false)::text,
   'after a downgrade to free the portal falls back to the default look'
 );
@@ -574,10 +576,16 @@ select is(
   'peek of a voided token: not usable'
 );
 select throws_ok(
-  $$select service.peek_portal_login('acme-portal', '\x0102')$$, 'LINVL', null, 'peek refuses a hash that is not a sha256'
+  $$select service.peek_portal_login('acme-portal', '\x0102')$$,
+  'LINVL',
+  null,
+  'peek refuses a hash that is not a sha256'
 );
 select throws_ok(
-  $$select service.peek_portal_login('nope', tests.h('T-alice'))$$, 'LNTFD', null, 'peek at an unknown slug raises LNTFD'
+  $$select service.peek_portal_login('nope', tests.h('T-alice'))$$,
+  'LNTFD',
+  null,
+  'peek at an unknown slug raises LNTFD'
 );
 select tests.clear_context();
 select set_eq(

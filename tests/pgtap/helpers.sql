@@ -14,7 +14,7 @@
 -- after switching; the migration revoked EXECUTE from PUBLIC by default.
 
 create schema tests;
-grant usage on schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting;
+grant usage on schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting, lic_owner;
 
 create function tests.clear_context()
 returns void
@@ -248,6 +248,26 @@ $$;
 comment on function tests.count_rows(regclass, uuid, boolean) is
 'How many rows of tbl the current role sees that belong (of_account) or do not belong to account_id.';
 
+create function tests.rows_of(tbl regclass, account_id uuid)
+returns text
+language plpgsql
+volatile
+as $$
+declare
+  v_digest text;
+begin
+  execute format(
+    'select md5(coalesce(string_agg(t::text, %L order by t::text), %L)) from %s as t where t.account_id = $1',
+    E'\n', '', tbl
+  )
+  into v_digest
+  using account_id;
+  return v_digest;
+end;
+$$;
+comment on function tests.rows_of(regclass, uuid) is
+'A digest of every row of tbl of account_id the current role sees, to tell whether any changed.';
+
 create function tests.touch_rows(tbl regclass, command text, account_id uuid)
 returns bigint
 language plpgsql
@@ -313,9 +333,10 @@ $$;
 comment on function tests.call_with_nulls(regprocedure) is
 'SQL that calls fn with a typed null for every argument.';
 
-grant execute on all functions in schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting;
+grant execute on all functions in schema tests to lic_app, lic_web, lic_definer, lic_maint, lic_worker, lic_reporting,
+lic_owner;
 revoke execute on function tests.create_account(text, text) from lic_app, lic_web, lic_definer, lic_maint, lic_worker,
-lic_reporting;
+lic_reporting, lic_owner;
 
 -- One row in every licensing table for an account, written as the superuser,
 -- so the two-tenant checks in 010_tenant_isolation.sql are not vacuous. A new

@@ -23,6 +23,8 @@ from licentric.settings import Settings
 from fake_stripe import FakeStripe
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The test server holds many Licentric databases at once; the CLIs the tests start may migrate beside them.
+os.environ["LICENTRIC_SHARED_ROLES"] = "true"
 
 
 def url_for(database: str) -> str:

@@ -230,16 +230,19 @@ async def test_account_shows_name_plan_limits_and_active_key_count(client, make_
     assert body["limits"] == {
         "active_licenses": 10000,
         "agents": 500,
+        "webhook_endpoints": 256,
         "custom_branding": True,
         "embeddable_analytics": True,
     }
-    assert body["usage"] == {"active_licenses": 0, "agents": 0, "api_keys": 1}
+    assert body["usage"] == {"active_licenses": 0, "agents": 0, "webhook_endpoints": 0, "api_keys": 1}
 
 
 async def test_enterprise_limits_are_null_meaning_unlimited(client, make_account):
     account = make_account("Big Co", "enterprise")
     limits = (await client.get("/v1/account", headers=account.headers)).json()["limits"]
-    assert limits["active_licenses"] is None and limits["agents"] is None
+    assert (
+        limits["active_licenses"] is None and limits["agents"] is None and limits["webhook_endpoints"] is None
+    )
 
 
 async def test_account_usage_counts_only_active_keys(client, account):

@@ -11,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 
+from licentric.db import WEB_ROLE, login_url
 from licentric.migrate import LOCK_ID, ROOT
 
 from processes import Server, cli_env, free_port, run_cli
@@ -82,7 +83,8 @@ def test_database_commands_without_database_url_exit_naming_it(args: list[str]):
 
 def test_serve_answers_healthz_and_exits_cleanly_on_sigterm(database_url: str, tmp_path: Path):
     port = free_port()
-    server = Server(["serve", "--port", str(port)], cli_env(DATABASE_URL=database_url), tmp_path)
+    env = cli_env(DATABASE_URL=login_url(database_url, WEB_ROLE))
+    server = Server(["serve", "--port", str(port)], env, tmp_path)
     try:
         server.wait_healthy(f"http://127.0.0.1:{port}")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
@@ -156,9 +158,24 @@ def test_suspending_an_unknown_account_exits_naming_it(database_url: str):
 
 def test_serve_with_an_unusable_mail_url_exits_naming_it(database_url: str):
     result = run_cli(
-        "serve", env=cli_env(DATABASE_URL=database_url, LICENTRIC_MAIL_URL="smtp://"), timeout=30
+        "serve",
+        env=cli_env(DATABASE_URL=login_url(database_url, WEB_ROLE), LICENTRIC_MAIL_URL="smtp://"),
+        timeout=30,
     )
 
     assert result.returncode != 0
     assert "configuration: LICENTRIC_MAIL_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_serving_on_a_superuser_login_exits_with_the_upgrade_step(database_url: str, command: str):
+    """The API and the worker log in as their own roles (issue 12, item 2): an install that served on a
+    superuser DATABASE_URL is told what to set instead of starting with a way back to superuser."""
+    result = run_cli(command, env=cli_env(DATABASE_URL=database_url), timeout=30)
+
+    assert result.returncode != 0
+    role = "lic_web" if command == "serve" else "lic_worker"
+    assert f"the database login is 'postgres', but this process must log in as '{role}'" in result.stderr
+    assert f"set DATABASE_URL to postgresql://{role}:" in result.stderr
     assert "Traceback" not in result.stderr

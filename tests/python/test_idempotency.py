@@ -1,23 +1,30 @@
-"""Idempotency-Key on POST (DESIGN §7): stored per account in the effect's
-transaction; a replay gets the stored answer, a different payload 422, a
-concurrent duplicate 409; a failed request stores nothing."""
+"""Idempotency-Key on POST (DESIGN §7): stored per account and principal (the
+API key or agent that made the request) in the effect's transaction; a replay
+gets the stored answer, a different payload 422, a concurrent duplicate 409;
+a failed request stores nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 
 from licentric.app import create_app
+from licentric.cli import create_account
+from licentric.migrate import ROOT, migrate
 
-from support import all_key_ids, assert_error, create_key
+from license_helpers import make_policy
+from support import all_key_ids, assert_error, bearer, create_key
 
 
 def idempotent(headers: dict[str, str], key: str) -> dict[str, str]:
@@ -136,6 +143,121 @@ async def test_a_conflict_stores_nothing(client, account):
     again = await client.post(f"/v1/api_keys/{key['id']}/roll", headers=headers)
     assert_error(again, 409, "invalid_state")
     assert "idempotent-replayed" not in again.headers
+
+
+async def license_ids(client, headers: dict[str, str]) -> list[str]:
+    response = await client.get("/v1/licenses", headers=headers, params={"limit": 100})
+    assert response.status_code == 200, response.text
+    return [license["id"] for license in response.json()["data"]]
+
+
+@pytest.mark.parametrize("kind", ["publishable", "agent"])
+async def test_a_secret_keys_answer_is_not_replayed_to_another_kind_of_key(
+    client, account, database_url, kind
+):
+    make_policy(database_url, account.id, "pro")
+    body = {"policy_code": "pro"}
+    created = await client.post("/v1/licenses", headers=idempotent(account.headers, "new-license"), json=body)
+    assert created.status_code == 201
+    if kind == "publishable":
+        other = (await create_key(client, account.headers, "publishable"))["secret"]
+    else:
+        agent = await client.post("/v1/agents", headers=account.headers, json={"name": "bot"})
+        other = agent.json()["token"]
+
+    response = await client.post("/v1/licenses", headers=idempotent(bearer(other), "new-license"), json=body)
+    # The key may not create licenses, so it gets no license key either.
+    assert_error(response, 403, "forbidden")
+    assert created.json()["key"] not in response.text
+    assert await license_ids(client, account.headers) == [created.json()["id"]]
+
+
+async def test_answers_belong_to_the_key_that_made_them(client, account, database_url):
+    make_policy(database_url, account.id, "pro")
+    body = {"policy_code": "pro"}
+    headers = idempotent(account.headers, "per-key")
+    first = await client.post("/v1/licenses", headers=headers, json=body)
+    second_key = await create_key(client, account.headers)
+    by_second = await client.post(
+        "/v1/licenses", headers=idempotent(bearer(second_key["secret"]), "per-key"), json=body
+    )
+    assert first.status_code == by_second.status_code == 201
+    assert "idempotent-replayed" not in by_second.headers
+    assert by_second.json()["id"] != first.json()["id"]
+    # The first key still gets its own answer ...
+    again = await client.post("/v1/licenses", headers=headers, json=body)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    # ... and a key rolled from it is another key: it does not see that answer.
+    rolled = await client.post(f"/v1/api_keys/{second_key['id']}/roll", headers=account.headers)
+    by_rolled = await client.post(
+        "/v1/licenses", headers=idempotent(bearer(rolled.json()["secret"]), "per-key"), json=body
+    )
+    assert by_rolled.status_code == 201
+    assert "idempotent-replayed" not in by_rolled.headers
+    assert len(await license_ids(client, account.headers)) == 3
+
+
+def as_sql_key(database_url: str, secret: str, statement: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("select from api.authenticate(secret => %s)", (secret,))
+        return conn.execute(statement).fetchone()[0]
+
+
+def test_a_key_in_use_by_one_api_key_does_not_block_another(account, database_url):
+    other = as_sql_key(
+        database_url, account.secret_key, "select secret from api.create_api_key(kind => 'secret')"
+    )
+    claim = "select api.claim_idempotency_key(key => 'held', fingerprint => 'fp')"
+    with psycopg.connect(database_url) as holder:
+        holder.execute("select from api.authenticate(secret => %s)", (account.secret_key,))
+        holder.execute(claim)
+        # Same key string, another API key: its own request, not "in progress".
+        with psycopg.connect(database_url) as conn:
+            conn.execute("select from api.authenticate(secret => %s)", (other,))
+            assert conn.execute(claim).fetchone() == (None,)
+        # The same API key is still told the request is in progress.
+        with psycopg.connect(database_url) as conn:
+            conn.execute("select from api.authenticate(secret => %s)", (account.secret_key,))
+            with pytest.raises(psycopg.Error) as raised:
+                conn.execute(claim)
+            assert raised.value.sqlstate == "LIDEM"
+
+
+def test_answers_stored_before_principals_stay_with_the_accounts_usable_secret_keys(
+    empty_database: Callable[[], str], tmp_path: Path
+):
+    """sql/0031 gives every answer stored without a principal to each usable secret key of its account."""
+    for name in ("sql", "functions", "policies"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "sql" / "0031_idempotency_principal.sql").unlink()
+    url = empty_database()
+    migrate(url, tmp_path)
+    account = create_account(url, "Before", "free")
+    second = as_sql_key(url, account["secret_key"], "select secret from api.create_api_key(kind => 'secret')")
+    publishable = as_sql_key(
+        url, account["secret_key"], "select secret from api.create_api_key(kind => 'publishable')"
+    )
+    revoked = as_sql_key(url, account["secret_key"], "select id from api.create_api_key(kind => 'secret')")
+    as_sql_key(url, account["secret_key"], f"select id from api.revoke_api_key(api_key_id => '{revoked}')")
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "insert into lic.idempotency_keys (account_id, key, request_fingerprint, response_status,"
+            " response_body) values (%s, 'before', 'fp', 201, '{\"id\": 1}')",
+            (account["account_id"],),
+        )
+
+    migrate(url)
+
+    claim = "select (api.claim_idempotency_key(key => 'before', fingerprint => 'fp')).body::text"
+    assert as_sql_key(url, account["secret_key"], claim) == '{"id": 1}'
+    assert as_sql_key(url, second, claim) == '{"id": 1}'
+    assert as_sql_key(url, publishable, claim) is None
+    with psycopg.connect(url) as conn:
+        kinds = conn.execute(
+            "select principal_kind, count(*) from lic.idempotency_keys group by 1"
+        ).fetchall()
+    assert kinds == [("secret", 2)]
 
 
 @pytest.mark.parametrize("key", ["", "k" * 256])

@@ -341,6 +341,47 @@ async def test_a_hanging_receiver_does_not_stall_another_endpoint(
         assert 4500 <= attempt["latency_ms"] < 8000
 
 
+async def test_a_tenant_with_a_backlog_does_not_starve_another_whose_deliveries_came_due_later(
+    client, tenant, receiver, dispatcher, webhook_database, settings
+):
+    # A: 1,000 deliveries to a slow endpoint, due for an hour. B: 5 that come due now.
+    backlog_id, _ = create_endpoint(webhook_database, tenant, receiver.url("/backlog"))
+    receiver.default("/backlog", Reply(delay=0.5))
+    superuser(
+        webhook_database,
+        "select count(private.emit_event(%s, 'license.suspended',"
+        " jsonb_build_object('object', 'license', 'id', gen_random_uuid()))) from generate_series(1, 1000)",
+        (tenant.id,),
+    )
+    superuser(
+        webhook_database,
+        "update lic.webhook_deliveries set next_attempt_at = now() - interval '1 hour'"
+        " where endpoint_id = %s and status = 'pending'",
+        (backlog_id,),
+    )
+    created = create_account(webhook_database, "Webhook test B", "free")
+    other = Tenant(created["account_id"], created["secret_key"], tenant.box_key)
+    try:
+        create_endpoint(webhook_database, other, receiver.url("/later"))
+        superuser(
+            webhook_database,
+            "select count(private.emit_event(%s, 'license.suspended',"
+            " jsonb_build_object('object', 'license', 'id', gen_random_uuid()))) from generate_series(1, 5)",
+            (other.id,),
+        )
+        # Eight slots: claims oldest first would hand them all to A's backlog claim after claim (the
+        # share per endpoint releases the excess, but 990 older deliveries stay ahead of B's).
+        async with dispatcher(webhook_concurrency=8):
+            await until(lambda: len(receiver.answered("/later")) == 5, "B's five deliveries", within=3)
+    finally:
+        superuser(
+            webhook_database,
+            "update lic.webhook_endpoints set enabled = false, disabled_at = now(),"
+            " disabled_reason = 'test over' where account_id = %s",
+            (other.id,),
+        )
+
+
 async def test_retry_after_is_honoured_in_seconds_and_as_an_http_date(
     client, tenant, receiver, dispatcher, webhook_database
 ):

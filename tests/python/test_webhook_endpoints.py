@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +25,7 @@ from psycopg.rows import dict_row
 
 from licentric.app import create_app
 from licentric.crypto import SecretBox
+from licentric.db import WEB_ROLE, login_url
 from licentric.migrate import migrate
 from licentric.settings import Settings
 
@@ -74,7 +77,7 @@ def database_url(empty_database: Callable[[], str]) -> str:
 def settings(database_url: str) -> Settings:
     return replace(
         Settings.from_env(),
-        database_url=database_url,
+        database_url=login_url(database_url, WEB_ROLE),
         rate_limit_per_minute=100_000,
         secret_key=SECRET_KEY,
         public_url="https://licentric.test",
@@ -659,6 +662,124 @@ async def test_creating_an_endpoint_emits_webhook_endpoint_created_without_the_s
     assert [e["data"]["object"]["id"] for e in events] == [endpoint["id"]]
     assert endpoint["secret"] not in str(events)
     assert "secret_ciphertext" not in str(events)
+
+
+# The endpoint cap per tenant plan
+
+
+def tenant_connection(database_url: str, account: Any) -> psycopg.Connection:
+    """A transaction of the tenant's trusted backend (lic_app, authenticated with its key)."""
+    conn = psycopg.connect(database_url)
+    conn.execute("set role lic_app")
+    conn.execute("select from api.authenticate(secret => %s)", (account.secret_key,))
+    return conn
+
+
+def create_over_sql(database_url: str, account: Any, url: str) -> str:
+    """api.create_webhook_endpoint in a transaction of its own: 'created', or the SQLSTATE it raised."""
+    try:
+        with tenant_connection(database_url, account) as conn:
+            conn.execute(
+                "select api.create_webhook_endpoint(url => %s, secret_ciphertext => '\\x01')", (url,)
+            )
+        return "created"
+    except psycopg.Error as exc:
+        return exc.sqlstate or "?"
+
+
+def waiting_for_locks(database_url: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = run_sql(
+            database_url,
+            "select count(*)::int as n from pg_stat_activity"
+            " where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        if rows[0]["n"] >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{count} transactions never waited for a lock")
+
+
+def test_parallel_creates_at_the_endpoint_cap_let_exactly_the_allowed_number_through(
+    make_account, database_url
+):
+    account = make_account("Capped", "free")  # 16 endpoints
+    run_sql(
+        database_url,
+        "insert into lic.webhook_endpoints (account_id, url, secret_ciphertext)"
+        " select %s, 'https://hooks.example.com/' || n, '\\x01' from generate_series(1, 14) as n",
+        (account.id,),
+    )
+    # The account row held, ten creators queue on it and go all at once when it is let go.
+    with psycopg.connect(database_url) as holder, ThreadPoolExecutor(10) as pool:
+        holder.execute("select from lic.accounts where account_id = %s for no key update", (account.id,))
+        outcomes = [
+            pool.submit(create_over_sql, database_url, account, f"https://hooks.example.com/race/{n}")
+            for n in range(10)
+        ]
+        waiting_for_locks(database_url, 10)
+        holder.commit()
+        results = sorted(outcome.result() for outcome in outcomes)
+    assert results == ["LPLAN"] * 8 + ["created"] * 2
+    [row] = run_sql(
+        database_url,
+        "select a.webhook_endpoints, (select count(*) from lic.webhook_endpoints as e"
+        " where e.account_id = a.account_id)::int as counted from lic.accounts as a where a.account_id = %s",
+        (account.id,),
+    )
+    assert row == {"webhook_endpoints": 16, "counted": 16}
+
+
+async def test_the_account_shows_its_endpoint_limit_and_usage(client, make_account):
+    account = make_account("Shown", "starter")
+    await create_endpoint(client, account.headers)
+    body = (await client.get("/v1/account", headers=account.headers)).json()
+    assert (body["limits"]["webhook_endpoints"], body["usage"]["webhook_endpoints"]) == (64, 1)
+
+
+async def test_an_endpoint_over_the_plan_limit_is_refused_with_402(client, make_account, database_url):
+    account = make_account("Full", "free")
+    run_sql(
+        database_url,
+        "insert into lic.webhook_endpoints (account_id, url, secret_ciphertext)"
+        " select %s, 'https://hooks.example.com/' || n, '\\x01' from generate_series(1, 16) as n",
+        (account.id,),
+    )
+    response = await client.post(
+        "/v1/webhook_endpoints", headers=account.headers, json={"url": f"{PUBLIC}/x"}
+    )
+    assert_error(response, 402, "plan_limit_reached")
+
+
+def test_deleting_an_endpoint_while_a_request_holds_the_account_row_does_not_deadlock(
+    make_account, database_url
+):
+    account = make_account("Busy", "free")
+    with tenant_connection(database_url, account) as conn:
+        endpoint = conn.execute(
+            "select id from api.create_webhook_endpoint(url => 'https://hooks.example.com/busy',"
+            " secret_ciphertext => '\\x01', event_types => '{customer.created}')"
+        ).fetchone()[0]
+    # A request creates an agent (the plan count locks the account row) ...
+    with tenant_connection(database_url, account) as request, ThreadPoolExecutor(1) as pool:
+        request.execute("select api.create_agent(name => 'bot')")
+        # ... while the endpoint is being deleted ...
+        deleting = pool.submit(delete_over_sql, database_url, account, endpoint)
+        waiting_for_locks(database_url, 1)
+        # ... then makes a delivery to that endpoint.
+        request.execute("select api.create_customer(email => 'busy@example.com')")
+        request.commit()
+        assert deleting.result() == "deleted"
+
+
+def delete_over_sql(database_url: str, account: Any, endpoint_id: Any) -> str:
+    try:
+        with tenant_connection(database_url, account) as conn:
+            conn.execute("select api.delete_webhook_endpoint(endpoint_id => %s)", (endpoint_id,))
+        return "deleted"
+    except psycopg.Error as exc:
+        return exc.sqlstate or "?"
 
 
 # Test pings and the delivery log

@@ -106,6 +106,37 @@ def idempotency_keys(database_url: str, account_id: str) -> list[str]:
     return [row["key"] for row in rows]
 
 
+def seed_default_event(database_url: str) -> datetime:
+    """A usage event of 40 days ago in a new account, written before any monthly partition exists, so the
+    DEFAULT partition (row level security forced) holds it; its instant."""
+    account_id = create_account(database_url, "Metering test", "free")["account_id"]
+    meter = superuser(
+        database_url,
+        "insert into lic.meters (account_id, code, name, aggregation)"
+        " values (%s, 'tokens', 'Tokens', 'sum') returning id",
+        (account_id,),
+    )[0]["id"]
+    rows = superuser(
+        database_url,
+        "insert into lic.metering_events (account_id, id, meter_id, subject_key, quantity, occurred_at)"
+        " values (%s, 'early', %s, 'u1', 1, now() - interval '40 days')"
+        " returning occurred_at, tableoid::regclass::text as place",
+        (account_id, meter),
+    )
+    assert rows[0]["place"] == "lic.metering_events_default"
+    return rows[0]["occurred_at"]
+
+
+def event_place(database_url: str, occurred_at: datetime) -> str:
+    rows = superuser(
+        database_url,
+        "select tableoid::regclass::text as place from lic.metering_events"
+        " where id = 'early' and occurred_at = %s",
+        (occurred_at,),
+    )
+    return rows[0]["place"]
+
+
 def status(database_url: str, license_id: str) -> str:
     return superuser(database_url, "select status from lic.licenses where id = %s", (license_id,))[0][
         "status"
@@ -126,6 +157,7 @@ def test_worker_makes_partitions_sweeps_due_licenses_purges_old_keys_and_exits_0
 ):
     licenses = seed_due_licenses(worker_database)
     keyed_account = seed_idempotency_keys(worker_database)
+    early = seed_default_event(worker_database)
     now = datetime.now(UTC)
     worker = start_worker(worker_database, tmp_path, LICENTRIC_WORKER_SWEEP_INTERVAL="60")
     try:
@@ -152,6 +184,8 @@ def test_worker_makes_partitions_sweeps_due_licenses_purges_old_keys_and_exits_0
     assert "Traceback" not in worker.stderr
     # Three months ahead by default: this month and the next three.
     assert len({name for name in partitions(worker_database) if name != "metering_events_default"}) >= 4
+    # The event the DEFAULT partition caught moved into its month's partition, made for it.
+    assert event_place(worker_database, early) == f"lic.{month_partition(early.astimezone(UTC))}"
     assert event_types(worker_database, licenses["lapsed"]) == ["license.expired"]
     assert event_types(worker_database, licenses["overdue"]) == ["license.suspended"]
     entries = log_entries(worker)
@@ -171,8 +205,8 @@ def test_worker_makes_partitions_sweeps_due_licenses_purges_old_keys_and_exits_0
 
 def test_a_failing_job_is_logged_and_retried_while_the_worker_runs_on(worker_database: str, tmp_path: Path):
     licenses = seed_due_licenses(worker_database)
-    revoke = "revoke execute on function worker.expire_licenses(timestamptz, integer) from lic_worker"
-    grant = "grant execute on function worker.expire_licenses(timestamptz, integer) to lic_worker"
+    revoke = "revoke execute on function worker.expire_licenses(integer) from lic_worker"
+    grant = "grant execute on function worker.expire_licenses(integer) to lic_worker"
     superuser(worker_database, revoke)
     try:
         worker = start_worker(worker_database, tmp_path)
@@ -213,11 +247,12 @@ def test_a_failing_job_is_logged_and_retried_while_the_worker_runs_on(worker_dat
 def test_worker_drops_partitions_past_the_retention_and_exits_0_on_ctrl_c(
     worker_database: str, tmp_path: Path
 ):
-    # A partition of a month long gone, made by the upkeep function itself (as a worker would have then).
+    # A partition of a month long gone, made by the upkeep's helper as the upkeep runs it (as a worker
+    # would have then).
     with psycopg.connect(worker_database) as conn:
-        conn.execute("set role lic_worker")
+        conn.execute("set role lic_owner")
         conn.execute(
-            "select worker.ensure_metering_partitions(months_ahead => 0, at => '2020-03-15 00:00:00+00')"
+            "select private.ensure_metering_partitions(at => '2020-03-15 00:00:00+00', months_ahead => 0)"
         )
     assert "metering_events_202003" in partitions(worker_database)
 

@@ -14,6 +14,7 @@ from licentric.routes.shapes import errors
 class AccountLimits(msgspec.Struct):
     active_licenses: int | None
     agents: int | None
+    webhook_endpoints: int | None
     custom_branding: bool
     embeddable_analytics: bool
 
@@ -21,6 +22,7 @@ class AccountLimits(msgspec.Struct):
 class AccountUsage(msgspec.Struct):
     active_licenses: int
     agents: int
+    webhook_endpoints: int
     api_keys: int
 
 

@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from licentric.db import TenantDb
 from licentric.pagination import Page
-from licentric.routes.shapes import IdempotentOperation, errors
+from licentric.routes.shapes import IdempotentOperation, Metadata, errors
 
 
 class Agent(msgspec.Struct, kw_only=True):
@@ -41,12 +41,12 @@ class AgentList(msgspec.Struct, kw_only=True):
 class AgentCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     license_id: UUID | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
 
 class AgentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class AgentController(Controller):

@@ -18,7 +18,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from licentric.db import TenantDb
 from licentric.pagination import Page
 from licentric.routes.changes import Int32, update_args
-from licentric.routes.shapes import IdempotentOperation, errors
+from licentric.routes.shapes import IdempotentOperation, Metadata, errors
 
 Period = Literal["hour", "day", "month"]
 # What a budget counts: its subject's own events, or (a license's budget) every event of the license.
@@ -63,7 +63,7 @@ class BudgetCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     license_id: UUID | None = None
     hard: bool = True
     thresholds: list[Int32] = msgspec.field(default_factory=list)
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
     # Default: all_subjects for a license's budget, subject for an agent's.
     scope: Scope | None = None
 
@@ -75,7 +75,7 @@ class BudgetUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     limit: Decimal | msgspec.UnsetType = msgspec.UNSET
     hard: bool | msgspec.UnsetType = msgspec.UNSET
     thresholds: list[Int32] | msgspec.UnsetType = msgspec.UNSET
-    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType = msgspec.UNSET
 
 
 class BudgetController(Controller):

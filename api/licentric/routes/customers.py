@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from licentric.db import TenantDb
 from licentric.pagination import Page
 from licentric.routes.changes import update_args
-from licentric.routes.shapes import IdempotentOperation, errors
+from licentric.routes.shapes import IdempotentOperation, Metadata, errors
 
 
 class Customer(msgspec.Struct, kw_only=True):
@@ -38,7 +38,7 @@ class CustomerCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str | None = None
     external_id: str | None = None
     stripe_customer_id: str | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
 
 class CustomerUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -48,7 +48,7 @@ class CustomerUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str | msgspec.UnsetType | None = msgspec.UNSET
     external_id: str | msgspec.UnsetType | None = msgspec.UNSET
     stripe_customer_id: str | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType = msgspec.UNSET
 
 
 class CustomerController(Controller):

@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody
 from licentric.db import TenantDb
 from licentric.pagination import Page
 from licentric.routes.changes import update_args
-from licentric.routes.shapes import IdempotentOperation, errors
+from licentric.routes.shapes import IdempotentOperation, Metadata, errors
 
 
 class Entitlement(msgspec.Struct, kw_only=True):
@@ -34,14 +34,14 @@ class EntitlementList(msgspec.Struct, kw_only=True):
 class EntitlementCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     code: str
     name: str
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
 
 class EntitlementUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Fields left out are unchanged."""
 
     name: str | msgspec.UnsetType = msgspec.UNSET
-    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType = msgspec.UNSET
 
 
 class EntitlementController(Controller):

@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from licentric.db import TenantDb
 from licentric.pagination import Page
 from licentric.routes.changes import Duration, Int32, update_args
-from licentric.routes.shapes import IdempotentOperation, errors
+from licentric.routes.shapes import IdempotentOperation, Metadata, errors
 
 Action = Literal["suspend", "none"]
 
@@ -54,7 +54,7 @@ class LicensePolicyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     grace_period: Duration = "P7D"
     refund_action: Action = "suspend"
     dispute_action: Action = "suspend"
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
 
 class LicensePolicyUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -69,7 +69,7 @@ class LicensePolicyUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     grace_period: Duration | msgspec.UnsetType = msgspec.UNSET
     refund_action: Action | msgspec.UnsetType = msgspec.UNSET
     dispute_action: Action | msgspec.UnsetType = msgspec.UNSET
-    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType = msgspec.UNSET
 
 
 class LicensePolicyController(Controller):

@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, Parameter
 
 from licentric.db import TenantDb
 from licentric.pagination import Page
-from licentric.routes.shapes import IdempotentOperation, errors
+from licentric.routes.shapes import IdempotentOperation, Metadata, errors
 
 LicenseStatus = Literal["active", "past_due", "suspended", "expired", "canceled"]
 
@@ -84,11 +84,11 @@ class LicenseCreate(msgspec.Struct, forbid_unknown_fields=True):
     policy_code: str | None = None
     customer_id: UUID | None = None
     expires_at: datetime | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class LicenseUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     expires_at: datetime | None = None
     clear_expiry: bool = False
 

@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody
 
 from licentric.db import TenantDb
 from licentric.pagination import Page
-from licentric.routes.shapes import IdempotentOperation, errors
+from licentric.routes.shapes import IdempotentOperation, Metadata, errors
 
 
 class Machine(msgspec.Struct, kw_only=True):
@@ -41,7 +41,7 @@ class MachineActivate(msgspec.Struct, forbid_unknown_fields=True):
     fingerprint: str
     name: str | None = None
     platform: str | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
 
 class MachineTransfer(msgspec.Struct, forbid_unknown_fields=True):

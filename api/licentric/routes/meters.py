@@ -16,7 +16,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from licentric.db import TenantDb
 from licentric.pagination import Page
 from licentric.routes.changes import update_args
-from licentric.routes.shapes import IdempotentOperation, errors
+from licentric.routes.shapes import IdempotentOperation, Metadata, errors
 
 Aggregation = Literal["sum", "count", "max", "unique_count", "latest"]
 
@@ -47,7 +47,7 @@ class MeterCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     aggregation: Aggregation
     unit: str | None = None
     unique_property: str | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
 
 class MeterUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -56,7 +56,7 @@ class MeterUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     name: str | msgspec.UnsetType = msgspec.UNSET
     unit: str | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType = msgspec.UNSET
 
 
 class MeterController(Controller):

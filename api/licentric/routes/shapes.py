@@ -1,10 +1,12 @@
-"""Response shapes shared by the routes: the error body for the OpenAPI
-document, the error responses every authenticated route can give, and the
-Idempotency-Key header every POST honours (app.provide_tenant_db)."""
+"""Shapes shared by the routes: the error body for the OpenAPI document, the
+error responses every authenticated route can give, the Idempotency-Key
+header every POST honours (app.provide_tenant_db), and metadata in request
+bodies."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import msgspec
 from litestar.enums import ParamType
@@ -46,8 +48,9 @@ IDEMPOTENCY_KEY = Parameter(
     param_in=ParamType.HEADER,
     required=False,
     schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=255),
-    description="Makes the request safe to retry: a repeat within 24 hours gets the first answer "
-    "(with `Idempotent-Replayed: true`); 409 while the first is still running, 422 with another payload.",
+    description="Makes the request safe to retry: a repeat by the same API key or agent within 24 hours gets "
+    "the first answer (with `Idempotent-Replayed: true`); 409 while the first is still running, 422 with "
+    "another payload.",
 )
 
 
@@ -57,3 +60,14 @@ class IdempotentOperation(Operation):
 
     def __post_init__(self) -> None:
         self.parameters = [*(self.parameters or []), IDEMPOTENCY_KEY]
+
+
+# The caps are checked in SQL (private.write_metadata, decision 58); this only
+# documents them.
+Metadata = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description="Your own key-value data: at most 50 keys of at most 40 characters; a string value of at "
+        "most 500 characters, any other JSON value at most 500 characters of JSON."
+    ),
+]
