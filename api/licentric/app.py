@@ -3,7 +3,6 @@ Handlers hold no business rules; each maps a request to one api.* call."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -23,6 +21,7 @@ from licentric.errors import ApiError, handle_exception
 from licentric.observability import configure_logging, request_id_middleware
 from licentric.pagination import provide_page
 from licentric.portal.routes import PortalController, PortalSite, portal_static
+from licentric.rate_limit import client_hash, in_process_limit
 from licentric.routes.account import AccountController
 from licentric.routes.agents import AgentController
 from licentric.routes.api_keys import ApiKeyController
@@ -47,13 +46,17 @@ from licentric.routes.usage import UsageController
 from licentric.routes.usage_events import BudgetCheckController, UsageEventController
 from licentric.routes.webhooks import WebhookDeliveryController, WebhookEndpointController
 from licentric.settings import Settings
+from licentric.tokens import bearer_token, well_formed
 
 
 def bearer_secret(request: Request[Any, Any, Any]) -> str:
-    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    """The request's key; a missing or malformed one is refused here, without a database connection."""
+    secret = bearer_token(request)
+    if not secret:
         raise ApiError("LAUTH", "missing API key: send the header `Authorization: Bearer <key>`")
-    return secret.strip()
+    if not well_formed(secret):
+        raise ApiError("LAUTH", "invalid API key: malformed or mistyped")
+    return secret
 
 
 async def provide_tenant_db(request: Request[Any, Any, Any], state: State) -> TenantDb:
@@ -61,15 +64,13 @@ async def provide_tenant_db(request: Request[Any, Any, Any], state: State) -> Te
     key = request.headers.get("idempotency-key")
     if key is not None and request.method == "POST":
         idempotency = Idempotency.of(key, request.method, request.url.path, await request.body())
-    return TenantDb(state.pool, bearer_secret(request), idempotency)
-
-
-def rate_limit_identity(request: Request[Any, Any, Any]) -> str:
-    """Per key: a digest of the bearer credential; per address without one."""
-    authorization = request.headers.get("authorization")
-    if authorization:
-        return "key:" + hashlib.sha256(authorization.encode()).hexdigest()
-    return "addr:" + get_remote_address(request)
+    return TenantDb(
+        state.pool,
+        bearer_secret(request),
+        client_hash=client_hash(request),
+        per_minute=state.settings.rate_limit_per_minute,
+        idempotency=idempotency,
+    )
 
 
 class LicentricApp(Litestar):
@@ -139,12 +140,7 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
         lifespan=[database, *([lambda _: worker.running(worker_settings)] if worker_settings else [])],
         state=State({"settings": settings, "portal": PortalSite(settings)}),
         middleware=[
-            RateLimitConfig(
-                rate_limit=("minute", settings.rate_limit_per_minute),
-                identifier_for_request=rate_limit_identity,
-                # Stripe delivers every tenant's events from a few shared addresses.
-                exclude=["/healthz", "/metrics", "/schema", "/v1/stripe/webhooks/"],
-            ).middleware,
+            in_process_limit(settings).middleware,
             PrometheusConfig(
                 app_name="licentric", prefix="licentric", group_path=True, exclude=["/metrics"]
             ).middleware,

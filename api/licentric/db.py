@@ -150,7 +150,9 @@ class Idempotency:
 @dataclass(frozen=True)
 class TenantDb:
     """The database as one authenticated request sees it: each method runs one
-    api function in one transaction, after api.authenticate.
+    api function in one transaction, after api.authenticate under the rate
+    limits (service.authenticate_request: per client address before, per key
+    after, per_minute each; decision 59).
 
     When the request carried an Idempotency-Key, the answer is stored with the
     key in the same transaction, and a repeat gets the stored answer (with
@@ -159,13 +161,18 @@ class TenantDb:
 
     pool: AsyncConnectionPool
     secret: str
+    client_hash: bytes
+    per_minute: int
     idempotency: Idempotency | None = None
 
     async def _rows(
         self, function: str, args: Mapping[str, Any], status: int, *, builtins: bool = True
     ) -> tuple[list[Any], bool]:
         async def work(conn: psycopg.AsyncConnection) -> tuple[list[Any], bool]:
-            await conn.execute("select from api.authenticate(secret => %s)", (self.secret,))
+            await conn.execute(
+                "select from service.authenticate_request(secret => %s, client_hash => %s, per_minute => %s)",
+                (self.secret, self.client_hash, self.per_minute),
+            )
             if self.idempotency is not None:
                 stored = await (
                     await conn.execute(
@@ -192,7 +199,17 @@ class TenantDb:
                 )
             return rows, False
 
-        return await _transaction(self.pool, work)
+        try:
+            return await _transaction(self.pool, work)
+        except psycopg.Error as exc:
+            # The request's count rolled back with it; a refused one is not counted.
+            if exc.sqlstate and exc.sqlstate != "LRATE":
+                async with self.pool.connection() as conn:
+                    await conn.execute(
+                        "select from service.count_failed_request(secret => %s, client_hash => %s)",
+                        (self.secret, self.client_hash),
+                    )
+            raise
 
     async def rows(
         self, function: str, args: Mapping[str, Any] | None = None, *, status: int = 200
@@ -248,6 +265,14 @@ class StripeDb:
             return await (await conn.execute(statement, params)).fetchall()
 
         return await _transaction(self.pool, work)
+
+    async def limit_deliveries(self, account_id: UUID, per_minute: int) -> None:
+        """Count a delivery to the account in a transaction of its own: LRATE past per_minute, LNTFD for
+        no such account (decision 60)."""
+        await self._fetch(
+            "select from service.limit_stripe_deliveries(account_id => %s, per_minute => %s)",
+            (account_id, per_minute),
+        )
 
     async def credentials(self, account_id: UUID) -> list[dict[str, Any]]:
         """The account's encrypted API keys and valid signing secrets: {livemode, kind, ciphertext,

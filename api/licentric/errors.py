@@ -16,6 +16,8 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
 
+from licentric.rate_limit import retry_after
+
 log = logging.getLogger("licentric")
 
 
@@ -70,9 +72,9 @@ STANDARD: dict[str, ErrorKind] = {
 # Raised by a transaction that may succeed when run again.
 RETRYABLE = frozenset({"40001", "40P01"})
 
-# The rate limit refuses a request in middleware, before the request counter (licentric_requests_total)
-# sees a response, so the refusals are counted here, where they become 429s. Process-wide, as every
-# Prometheus metric is.
+# The rate limits refuse a request in middleware or in SQL (before the request counter,
+# licentric_requests_total, sees a response in the first case), so the refusals are counted here, where
+# they become 429s. Process-wide, as every Prometheus metric is.
 RATE_LIMITED = Counter("licentric_rate_limited", "Requests refused by the rate limit (429)")
 
 INTERNAL = ErrorKind(500, "api_error", "internal_error")
@@ -144,6 +146,9 @@ def _from_database(exc: psycopg.Error) -> Response[dict[str, Any]]:
     else:
         # Standard errors carry internal names; say what kind of input failed.
         message = f"invalid input: {diag.message_primary}"
+    if sqlstate == "LRATE":  # a limit counted in SQL (licentric/rate_limit.py)
+        RATE_LIMITED.inc()
+        return error_response(kind, message, param, headers={"Retry-After": retry_after()})
     return error_response(kind, message, param)
 
 

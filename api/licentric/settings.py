@@ -80,7 +80,8 @@ class Settings:
     database_url: str | None
     host: str
     port: int
-    # Requests per minute per API key (or per client address without a key).
+    # Requests a minute per API key or agent token, and per client address of requests no key vouches for
+    # (keys that fail, the portal's pages, requests without a well-formed key; decision 59).
     rate_limit_per_minute: int
     pool_min_size: int
     pool_max_size: int
@@ -96,6 +97,8 @@ class Settings:
     # Seconds a Stripe-Signature timestamp may lie in the past, and in the future.
     stripe_webhook_tolerance: int = 300
     stripe_webhook_max_future_skew: int = 300
+    # Deliveries a minute to one account's Stripe webhook (Stripe bursts, and retries a 429 later).
+    stripe_rate_limit_per_minute: int = 6000
     # `licentric worker` (licentric/worker.py): seconds between runs of the license sweeps (expiry, payment
     # grace) and of the metering partition upkeep; rows a sweep transaction handles at most.
     worker_sweep_interval: float = 60
@@ -194,6 +197,7 @@ class Settings:
             stripe_api_base=os.environ.get("LICENTRIC_STRIPE_API_BASE") or None,
             stripe_webhook_tolerance=_int("LICENTRIC_STRIPE_WEBHOOK_TOLERANCE", 300),
             stripe_webhook_max_future_skew=_int("LICENTRIC_STRIPE_WEBHOOK_MAX_FUTURE_SKEW", 300),
+            stripe_rate_limit_per_minute=_int("LICENTRIC_STRIPE_RATE_LIMIT_PER_MINUTE", 6000),
             worker_sweep_interval=_seconds("LICENTRIC_WORKER_SWEEP_INTERVAL", 60),
             worker_partition_interval=_seconds("LICENTRIC_WORKER_PARTITION_INTERVAL", 3600),
             worker_batch_size=_int("LICENTRIC_WORKER_BATCH_SIZE", 1000),

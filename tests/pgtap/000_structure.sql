@@ -248,6 +248,9 @@ where
     or strpos(r.prosrc, '''customer''') > 0
   );
 
+-- A service function may also begin from a key (api.authenticate: the rate
+-- limited authentication, decision 59). The one exception: a rate limit per
+-- client address counts that address and reaches nothing else.
 create temporary view service_offenders as
 select r.fn::text as offender
 from routines as r
@@ -255,7 +258,12 @@ where
   r.schema = 'service'
   and strpos(r.prosrc, 'private.stripe_begin(') = 0
   and strpos(r.prosrc, 'private.portal_begin(') = 0
-  and strpos(r.prosrc, 'private.require_account(kinds => array[''customer''])') = 0;
+  and strpos(r.prosrc, 'private.require_account(kinds => array[''customer''])') = 0
+  and strpos(r.prosrc, 'api.authenticate(') = 0
+  and not (
+    strpos(r.prosrc, 'private.count_client_request(') > 0
+    and r.prosrc !~ '(lic|api|service)\.|private\.(?!count_client_request\(|raise_rate_limited\()'
+  );
 
 create temporary view security_invoker_offenders as
 select c.oid::regclass::text as offender
@@ -395,7 +403,8 @@ select functions_are(
     'get_portal_license', 'invite_portal_member', 'list_portal_budgets',
     'list_portal_entitlements', 'list_portal_licenses', 'list_portal_machines', 'list_portal_members',
     'logout_portal', 'peek_portal_login', 'remove_portal_member', 'request_portal_login', 'resolve_portal',
-    'transfer_portal_machine'
+    'transfer_portal_machine',
+    'authenticate_request', 'count_failed_request', 'limit_client', 'limit_stripe_deliveries'
   ],
   'the service schema holds exactly the functions that trust the web process with an account, slug or hash'
 );
@@ -410,7 +419,8 @@ select is_empty(
 );
 select is_empty(
   'table service_offenders',
-  'every service function begins with private.stripe_begin, private.portal_begin or a customer session'
+  'every service function begins with private.stripe_begin, private.portal_begin, a customer session or '
+  'api.authenticate, or is a client address limit'
 );
 select is_empty(
   $$select fn::text from routines where schema in ('api', 'service') and proowner <> 'lic_definer'::regrole$$,
@@ -606,6 +616,9 @@ set search_path = pg_catalog, pg_temp
 as 'begin perform private.require_account(); perform private.stripe_begin(account_id); return account_id; end';
 comment on function api.canary_trusting(uuid) is 'canary';
 create function service.canary() returns integer language sql as 'select 1';
+-- A client address limit that also reads a table.
+create function service.canary_client(client_hash bytea) returns bigint language plpgsql as
+'begin perform private.count_client_request(client_hash, now()); return (select count(*) from lic.accounts); end';
 create function worker.canary(since date) returns integer language sql as 'select 1';
 alter table lic.metering_events_default no force row level security;
 create policy metering_events_default__select__app on lic.metering_events_default for select to lic_app
@@ -694,8 +707,9 @@ select results_eq(
 );
 select results_eq(
   'select * from service_offenders order by 1',
-  array['service.canary()'],
-  'the service check names a service function that does not begin from a slug, a Stripe account or a session'
+  array['service.canary()', 'service.canary_client(bytea)'],
+  'the service check names a service function that does not begin from a slug, a Stripe account, a session or '
+  'a key, and a client address limit that reaches more than its counter'
 );
 select results_eq(
   'select * from lic_app_relation_offenders order by 1',

@@ -109,6 +109,10 @@ select from api.save_idempotent_response(key => 'order-1', fingerprint => 'fp-b'
 select tests.clear_context();
 select tests.seed_licensing(tests.account_id('A'));
 select tests.seed_licensing(tests.account_id('B'));
+-- A request each, counted by the rate limit (lic.request_counts).
+select from service.authenticate_request(tests.secret_key('A'), sha256('client'::bytea), 10);
+select from service.authenticate_request(tests.secret_key('B'), sha256('client'::bytea), 10);
+select tests.clear_context();
 
 select is_empty(
   $$

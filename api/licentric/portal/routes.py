@@ -30,6 +30,7 @@ from licentric.errors import REGISTRY, STANDARD, ApiError
 from licentric.mail import build_message, mailer_for, parse_address, send_quietly
 from licentric.portal.render import STATIC, Theme, environment, usage_chart
 from licentric.portal.security import CookieJar, Keys, digest, new_secret
+from licentric.rate_limit import limit_client
 from licentric.settings import Settings
 from licentric.stripe_api import StripeApi
 
@@ -354,6 +355,7 @@ class PortalController(Controller):
     include_in_schema = False
     dependencies = PORTAL_DEPENDENCIES
     exception_handlers = PORTAL_EXCEPTION_HANDLERS
+    before_request = limit_client  # per client address, in SQL (decision 59)
 
     # Signed out: sign-in form, the link's confirm page, the confirm.
 

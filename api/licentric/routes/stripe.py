@@ -510,32 +510,43 @@ class StripeWebhookController(Controller):
         event is recorded and applied in one transaction and the outcome answered: 200, or 400 for a
         signed body that is not a Stripe event."""
         box = stripe_ctx.box
+        settings = stripe_ctx.settings
+        # A stale or future timestamp, or no account id, is refused before any database work.
         timestamp = _signed_timestamp(stripe_signature)
+        now = time.time()
+        if timestamp < now - settings.stripe_webhook_tolerance:
+            raise ApiError("LSIGN", BAD_SIGNATURE)
+        if timestamp > now + settings.stripe_webhook_max_future_skew:
+            raise ApiError(
+                "LSIGN", "the Stripe-Signature timestamp lies in the future beyond the allowed skew"
+            )
         try:
             text = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
             raise ApiError("LPAYL", "the body is not UTF-8 text") from None
         account = _uuid_or_none(account_id)
+        if account is None:
+            raise ApiError("LSIGN", BAD_SIGNATURE)
         stripe_db = StripeDb(stripe_ctx.pool)
-        credentials = await stripe_db.credentials(account) if account else []
+        try:
+            await stripe_db.limit_deliveries(account, settings.stripe_rate_limit_per_minute)
+        except psycopg.Error as exc:
+            if exc.sqlstate == "LNTFD":  # no such account: the same answer as a bad signature
+                raise ApiError("LSIGN", BAD_SIGNATURE) from None
+            raise
+        credentials = await stripe_db.credentials(account)
         secrets = [
             (row["livemode"], secret)
             for row in credentials
             if row["kind"] == "webhook_secret"
             and (secret := _decrypt_quietly(box, row["ciphertext"], account, "stripe_webhook_secret"))
         ]
-        modes = _verified_modes(
-            text, stripe_signature or "", secrets, stripe_ctx.settings.stripe_webhook_tolerance
-        )
-        if timestamp > time.time() + stripe_ctx.settings.stripe_webhook_max_future_skew:
-            raise ApiError(
-                "LSIGN", "the Stripe-Signature timestamp lies in the future beyond the allowed skew"
-            )
+        modes = _verified_modes(text, stripe_signature or "", secrets, settings.stripe_webhook_tolerance)
         event = _json_object(text)
         claimed = event.get("livemode")
         livemode = claimed if isinstance(claimed, bool) and claimed in modes else modes[0]
         try:
-            result = await stripe_db.apply_event(account, text, livemode)  # type: ignore[arg-type]
+            result = await stripe_db.apply_event(account, text, livemode)
         except psycopg.DataError as exc:  # e.g. a \u0000 that jsonb refuses
             raise ApiError(
                 "LPAYL", f"the body is not JSON the database accepts: {exc.diag.message_primary}"
@@ -551,7 +562,7 @@ class StripeWebhookController(Controller):
             )
             if api_key:
                 async with stripe_ctx.api(api_key) as api:
-                    result = await refetch(stripe_db, api, account, result)  # type: ignore[arg-type]
+                    result = await refetch(stripe_db, api, account, result)
         status = 400 if result.get("outcome") == "invalid" else 200
         return Response(msgspec.convert(result, StripeEventResult, strict=False), status_code=status)
 
