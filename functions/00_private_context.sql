@@ -10,20 +10,17 @@
 
 -- The account a login role is bound to, or null: its name is lic_tenant_
 -- followed by the account id in 32 hex digits (decision 52).
+-- SQL, so the callers' expressions inline it: it runs in every api call.
 create or replace function private.login_account()
 returns uuid
-language plpgsql
+language sql
 stable
 parallel safe
 as $$
-declare
-  v_login text := session_user;
-begin
-  if length(v_login) = 43 and starts_with(v_login, 'lic_tenant_') then
-    return substr(v_login, 12)::uuid;
-  end if;
-  return null;
-end;
+  select case
+    when pg_catalog.length(session_user) = 43 and pg_catalog.starts_with(session_user, 'lic_tenant_')
+      then pg_catalog.substr(session_user, 12)::uuid
+  end;
 $$;
 comment on function private.login_account() is
 'The account the session''s login role is bound to (lic_tenant_<32 hex>), or null for any other login.';
