@@ -41,6 +41,17 @@ async def test_a_duration_that_overflows_an_interval_is_a_422(client, account, d
     assert HUGE_DURATION in error["message"]
 
 
+async def test_a_duration_too_long_to_add_to_a_timestamp_is_refused_when_written(client, account):
+    # A valid interval, but now() + it is past 294276 AD: a license on the policy would raise 22008 inside
+    # api.create_license, which is a 500 (decision 63), so SQL refuses the duration itself.
+    response = await client.post(
+        "/v1/license_policies",
+        headers=account.headers,
+        json={"code": "x", "name": "X", "duration": "P300000Y"},
+    )
+    assert_error(response, 422, "invalid_parameter", "duration")
+
+
 async def test_a_nul_escape_in_usage_events_is_a_422(client, account, database_url):
     body = '[{"id": "evt_\\u0000", "meter": "api_calls"}]'
     assert sqlstate_of(database_url, "select %s::text::jsonb", (body,)) == "22P05"
