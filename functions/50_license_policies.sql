@@ -69,9 +69,9 @@ begin
   if p.name is null or length(p.name) not between 1 and 200 then
     raise exception using errcode = 'LINVL', column = 'name', message = 'name must be 1-200 characters';
   end if;
-  if p.duration <= interval '0' then
+  if p.duration <= interval '0' or p.duration > interval '100 years' then
     raise exception using errcode = 'LINVL', column = 'duration',
-      message = 'duration must be positive (or null: perpetual)';
+      message = 'duration must be positive and at most 100 years (or null: perpetual)';
   end if;
   if p.max_machines < 1 then
     raise exception using errcode = 'LINVL', column = 'max_machines',
@@ -81,13 +81,13 @@ begin
     raise exception using errcode = 'LINVL', column = 'max_users',
       message = 'max_users must be at least 1 (or null: unlimited)';
   end if;
-  if p.heartbeat_interval < interval '1 minute' then
+  if p.heartbeat_interval < interval '1 minute' or p.heartbeat_interval > interval '100 years' then
     raise exception using errcode = 'LINVL', column = 'heartbeat_interval',
-      message = 'heartbeat_interval must be at least 1 minute (or null: no heartbeat)';
+      message = 'heartbeat_interval must be at least 1 minute and at most 100 years (or null: no heartbeat)';
   end if;
-  if p.grace_period is null or p.grace_period < interval '0' then
+  if p.grace_period is null or p.grace_period < interval '0' or p.grace_period > interval '100 years' then
     raise exception using errcode = 'LINVL', column = 'grace_period',
-      message = 'grace_period must be zero or positive';
+      message = 'grace_period must be zero or positive and at most 100 years';
   end if;
   if p.refund_action is null or p.refund_action not in ('suspend', 'none') then
     raise exception using errcode = 'LINVL', column = 'refund_action',
@@ -180,9 +180,10 @@ $$;
 comment on function api.create_license_policy(
   text, text, interval, integer, integer, boolean, interval, interval, text, text, jsonb
 ) is
-'Create a license policy (a plan tier): code (unique, a-z 0-9 . _ -), name, duration (null: perpetual), '
-'max_machines and max_users (null: unlimited), require_fingerprint, heartbeat_interval (null: none, else at '
-'least 1 minute), grace_period after a failed payment (default 7 days), refund_action and dispute_action '
+'Create a license policy (a plan tier): code (unique, a-z 0-9 . _ -), name, duration (null: perpetual, else at '
+'most 100 years), max_machines and max_users (null: unlimited), require_fingerprint, heartbeat_interval (null: '
+'none, else 1 minute to 100 years), grace_period after a failed payment (default 7 days, at most 100 years), '
+'refund_action and dispute_action '
 '(suspend or none), metadata. Emits license_policy.created. Errors: LINVL (422), 23505 (409) duplicate code.';
 
 create or replace function api.list_license_policies(

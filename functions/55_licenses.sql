@@ -194,6 +194,11 @@ begin
     if expires_at <= now() then
       raise exception using errcode = 'LINVL', column = 'expires_at', message = 'expires_at must be in the future';
     end if;
+    -- Renewals add the policy's duration to it: far from the last timestamp PostgreSQL has (294276 AD).
+    if expires_at > now() + interval '1000 years' then
+      raise exception using errcode = 'LINVL', column = 'expires_at',
+        message = 'expires_at must be within 1000 years (clear_expiry: no expiry)';
+    end if;
     v_expires_at := update_license.expires_at;
     -- A later expiry brings an expired license back (the plan trigger may
     -- refuse with LPLAN).
@@ -213,7 +218,8 @@ begin
 end;
 $$;
 comment on function api.update_license(uuid, jsonb, timestamptz, boolean) is
-'Update a license: metadata is merged (a key set to null is removed); expires_at sets a new, future expiry and '
+'Update a license: metadata is merged (a key set to null is removed); expires_at sets a new expiry, in the '
+'future and within 1000 years, and '
 'clear_expiry makes it perpetual, either bringing an expired license back to active. Emits license.updated. '
 'Errors: LNTFD (404), LINVL (422), LSTAT (409) expiry of a canceled license, LPLAN (402) reactivation over the '
 'tenant plan.';

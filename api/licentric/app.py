@@ -18,6 +18,7 @@ from litestar.types import Receive, Scope, Send
 from licentric import __version__, worker
 from licentric.db import WEB_ROLE, Idempotency, TenantDb, open_pool
 from licentric.errors import ApiError, handle_exception
+from licentric.json_depth import refuse_deep_json
 from licentric.observability import configure_logging, request_id_middleware
 from licentric.pagination import provide_page
 from licentric.portal.routes import PortalController, PortalSite, portal_static
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
                 app_name="licentric", prefix="licentric", group_path=True, exclude=["/metrics"]
             ).middleware,
         ],
+        before_request=refuse_deep_json,
         exception_handlers={Exception: handle_exception},
         logging_config=None,  # observability.configure_logging owns the log format
         openapi_config=OpenAPIConfig(

@@ -42,7 +42,7 @@ REGISTRY: dict[str, ErrorKind] = {
     "LBUDG": ErrorKind(402, "invalid_request_error", "budget_exhausted"),
     "LRATE": ErrorKind(429, "rate_limit_error", "rate_limited"),
     "LACCT": ErrorKind(403, "permission_error", "account_inactive"),
-    # Raised by the Python layer only (routes/stripe.py, stripe_api.py).
+    # Raised by the Python layer only (routes/stripe.py, stripe_api.py, json_depth.py).
     "LSIGN": ErrorKind(400, "invalid_request_error", "signature_invalid"),
     "LPAYL": ErrorKind(400, "invalid_request_error", "payload_invalid"),
     "LSKEY": ErrorKind(422, "invalid_request_error", "stripe_key_rejected"),
@@ -57,17 +57,28 @@ STANDARD: dict[str, ErrorKind] = {
     "23503": ErrorKind(422, "invalid_request_error", "invalid_reference"),
     "23502": ErrorKind(422, "invalid_request_error", "missing_parameter"),
     "23514": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
-    "22P02": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
-    "22003": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
-    "22007": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
-    "22008": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
-    "22023": ErrorKind(422, "invalid_request_error", "invalid_parameter"),
-    "22001": ErrorKind(422, "invalid_request_error", "parameter_too_long"),
     "40001": ErrorKind(503, "api_error", "try_again"),
     "40P01": ErrorKind(503, "api_error", "try_again"),
     "55P03": ErrorKind(503, "api_error", "try_again"),
     "57014": ErrorKind(503, "api_error", "try_again"),
 }
+
+# A data exception (class 22: a value out of range, malformed, too long, a \u0000 in jsonb) or 54001
+# (nested too deep) that PostgreSQL raised while converting a bound parameter of the call, i.e. a request
+# value, to its parameter's type, before any function ran: bad input, 422. Its CONTEXT then ends with
+# "unnamed portal parameter $N = ...". The same codes raised inside a function are our code's (functions
+# check the request values they parse themselves with LINVL first), so those stay unmapped: a logged 500
+# (decision 63).
+BAD_VALUE = ErrorKind(422, "invalid_request_error", "invalid_parameter")
+_BOUND_PARAMETER = re.compile(r'portal (?:"[^"]*" )?parameter \$\d+')
+
+
+def _bad_request_value(exc: psycopg.Error) -> bool:
+    sqlstate = exc.sqlstate or ""
+    return (sqlstate.startswith("22") or sqlstate == "54001") and bool(
+        _BOUND_PARAMETER.search(exc.diag.context or "")
+    )
+
 
 # Raised by a transaction that may succeed when run again.
 RETRYABLE = frozenset({"40001", "40P01"})
@@ -125,6 +136,8 @@ def _from_database(exc: psycopg.Error) -> Response[dict[str, Any]]:
         return error_response(
             UNAVAILABLE, "the database is unavailable; retry later", headers={"Retry-After": "5"}
         )
+    if _bad_request_value(exc):
+        return error_response(BAD_VALUE, f"invalid input: {exc.diag.message_primary}")
     kind = REGISTRY.get(sqlstate) or STANDARD.get(sqlstate)
     if kind is None:
         log.exception("unmapped database error %s", sqlstate, exc_info=exc)

@@ -135,7 +135,7 @@ def raise_with(sqlstate: str, message: str = "raised for a test") -> str:
             "already_exists",
             id="23505-unique-violation",
         ),
-        pytest.param("select 'not a number'::integer", 422, "invalid_parameter", id="22P02-bad-text"),
+        pytest.param("select 'not a number'::integer", 500, "internal_error", id="22P02-not-a-request-value"),
         pytest.param(raise_with("40001"), 503, "try_again", id="40001-serialization"),
         pytest.param("select * from no_such_table", 500, "internal_error", id="42P01-unknown"),
         pytest.param(raise_with("LNTFD", "license not found"), 404, "resource_missing", id="LNTFD"),
