@@ -17,6 +17,8 @@ import pytest
 from conftest import TEST_SECRET_KEY
 from playwright import async_api as playwright_api
 
+from licentric.db import WEB_ROLE, login_url
+
 from license_helpers import make_entitlement
 from portal_support import add_customer, add_license, add_usage, link_in, mails_to, open_portal
 from processes import Server, cli_env, free_port
@@ -37,7 +39,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     base_url = f"http://127.0.0.1:{port}"
     mail_dir = tmp_path / "mail"
     env = cli_env(
-        DATABASE_URL=database_url,
+        DATABASE_URL=login_url(database_url, WEB_ROLE),
         LICENTRIC_HOST="127.0.0.1",
         LICENTRIC_PORT=str(port),
         LICENTRIC_PUBLIC_URL=base_url,
