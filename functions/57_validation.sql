@@ -38,6 +38,27 @@ $$;
 comment on function private.validation(boolean, text, text, api.license, text[]) is
 'The shape of a validation answer.';
 
+-- Keys nearly always arrive as issued: look the key up as given, and
+-- normalise it (checking its checksum) only when that misses.
+create or replace function private.license_by_key(account_id uuid, key text)
+returns lic.licenses
+language plpgsql
+stable
+as $$
+declare
+  v_license lic.licenses;
+begin
+  select l.* into v_license from lic.licenses as l where l.account_id = license_by_key.account_id and l.key = license_by_key.key;
+  if not found then
+    select l.* into v_license from lic.licenses as l
+    where l.account_id = license_by_key.account_id and l.key = private.normalize_license_key(license_by_key.key);
+  end if;
+  return v_license;
+end;
+$$;
+comment on function private.license_by_key(uuid, text) is
+'The license of an account with this key, as given or normalised; a row of nulls when there is none.';
+
 create or replace function api.validate_license(
   key text,
   fingerprint text default null,
@@ -52,7 +73,6 @@ as $$
 declare
   v_account_id uuid := private.require_account(kinds => array['secret', 'publishable']);
   v_now timestamptz := now();
-  v_key text;
   v_fingerprint text := nullif(btrim(fingerprint), '');
   v_license lic.licenses;
   v_policy lic.license_policies;
@@ -64,19 +84,13 @@ declare
   v_count integer;
   v_max_users integer;
 begin
-  -- Keys nearly always arrive as issued: look the key up as given, and
-  -- normalise it (checking its checksum) only when that misses.
-  select l.* into v_license from lic.licenses as l where l.account_id = v_account_id and l.key = validate_license.key;
-  if not found then
-    v_key := private.normalize_license_key(key);
-    if v_key is null then
+  v_license := private.license_by_key(v_account_id, key);
+  if v_license.id is null then
+    if private.normalize_license_key(key) is null then
       return private.validation(false, 'MALFORMED_KEY',
         'the license key is malformed or mistyped: its format or checksum is wrong');
     end if;
-    select l.* into v_license from lic.licenses as l where l.account_id = v_account_id and l.key = v_key;
-    if not found then
-      return private.validation(false, 'NOT_FOUND', 'no license has this key');
-    end if;
+    return private.validation(false, 'NOT_FOUND', 'no license has this key');
   end if;
   select p.* into v_policy from lic.license_policies as p
   where p.account_id = v_account_id and p.id = v_license.policy_id;
@@ -261,10 +275,9 @@ begin
       select l.* into v_license from lic.licenses as l
       where l.account_id = v_account_id and l.id = check_entitlement.license_id;
     else
-      select l.* into v_license from lic.licenses as l
-      where l.account_id = v_account_id and l.key = private.normalize_license_key(license_key);
+      v_license := private.license_by_key(v_account_id, license_key);
     end if;
-    if not found then
+    if v_license.id is null then
       return row(false, 'LICENSE_NOT_FOUND', null)::api.entitlement_check;
     end if;
     return private.license_check(v_license, entitlement, v_now);
