@@ -259,8 +259,8 @@ declare
   v_now timestamptz := now();
   v_license lic.licenses;
   v_customer_id uuid;
-  v_check api.entitlement_check;
-  v_any_valid boolean := false;
+  v_allowed_id uuid;
+  v_any_valid boolean;
 begin
   if entitlement is null then
     raise exception using errcode = 'LINVL', column = 'entitlement', message = 'entitlement is required';
@@ -283,33 +283,31 @@ begin
     return private.license_check(v_license, entitlement, v_now);
   end if;
 
-  select c.id into v_customer_id from lic.customers as c
+  -- One row: the customer's licenses as lic.customers.licenses keeps them,
+  -- oldest first; the first that allows the entitlement answers.
+  select
+    c.id,
+    (
+      select l.license_id from unnest(c.licenses) as l
+      where
+        private.effective_status(l.status, l.expires_at, l.grace_ends_at, v_now) in ('active', 'past_due')
+        and check_entitlement.entitlement = any(l.entitlement_codes)
+      order by l.license_id
+      limit 1
+    ),
+    exists (
+      select from unnest(c.licenses) as l
+      where private.effective_status(l.status, l.expires_at, l.grace_ends_at, v_now) in ('active', 'past_due')
+    )
+  into v_customer_id, v_allowed_id, v_any_valid
+  from lic.customers as c
   where c.account_id = v_account_id and c.external_id = customer_external_id;
-  if not found then
+  if v_customer_id is null then
     return row(false, 'CUSTOMER_NOT_FOUND', null)::api.entitlement_check;
   end if;
-  -- The customer's seats (owner or member), and the licenses naming them as
-  -- customer, oldest first: the first that allows the entitlement answers.
-  for v_license in
-    select l.*
-    from lic.licenses as l
-    where
-      l.account_id = v_account_id
-      and l.id in (
-        select u.license_id from lic.license_users as u
-        where u.account_id = v_account_id and u.customer_id = v_customer_id
-        union
-        select o.id from lic.licenses as o
-        where o.account_id = v_account_id and o.customer_id = v_customer_id
-      )
-    order by l.id
-  loop
-    v_check := private.license_check(v_license, entitlement, v_now);
-    if v_check.allowed then
-      return v_check;
-    end if;
-    v_any_valid := v_any_valid or v_check.reason = 'NOT_ENTITLED';
-  end loop;
+  if v_allowed_id is not null then
+    return row(true, 'ENTITLED', v_allowed_id)::api.entitlement_check;
+  end if;
   return row(false, case when v_any_valid then 'NOT_ENTITLED' else 'NO_VALID_LICENSE' end, null)::api.entitlement_check;
 end;
 $$;
