@@ -183,7 +183,11 @@ comment on function private.add_member(uuid, text, text, text) is
 'Make an address a member of an account in its context (the operator''s owner, an accepted invitation). '
 'Errors: LINVL, 23505 already a member.';
 
-create or replace function api.list_members(page_limit integer default 100, starting_after uuid default null)
+create or replace function api.list_members(
+  page_limit integer default 100,
+  starting_after uuid default null,
+  ending_before uuid default null
+)
 returns setof api.member
 language plpgsql
 stable
@@ -192,17 +196,26 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_account_id uuid := private.require_account();
+  v_rows integer := private.page_rows(page_limit, starting_after, ending_before);
 begin
   return query
-  select (private.member_view(m)).*
-  from lic.members as m
-  where m.account_id = v_account_id and (starting_after is null or m.id > starting_after)
-  order by m.id
-  limit private.page_rows(page_limit, starting_after, null);
+  select (p.member).*
+  from (
+    select private.member_view(m) as member, m.id
+    from lic.members as m
+    where
+      m.account_id = v_account_id
+      and (starting_after is null or m.id < starting_after)
+      and (ending_before is null or m.id > ending_before)
+    -- Walking back from ending_before takes the oldest rows after it.
+    order by case when ending_before is null then m.id end desc, m.id
+    limit v_rows
+  ) as p
+  order by p.id desc;
 end;
 $$;
-comment on function api.list_members(integer, uuid) is
-'The account''s members, oldest first, as a keyset page of up to page_limit + 1 rows. Errors: LINVL (422).';
+comment on function api.list_members(integer, uuid, uuid) is
+'The account''s members, newest first, as a keyset page of up to page_limit + 1 rows. Errors: LINVL (422).';
 
 create or replace function api.get_member(member_id uuid)
 returns api.member
@@ -427,7 +440,8 @@ comment on function api.invite_member(text, text) is
 
 create or replace function api.list_member_invitations(
   page_limit integer default 100,
-  starting_after uuid default null
+  starting_after uuid default null,
+  ending_before uuid default null
 )
 returns setof api.member_invitation
 language plpgsql
@@ -437,16 +451,24 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_account_id uuid := private.require_account();
+  v_rows integer := private.page_rows(page_limit, starting_after, ending_before);
 begin
   return query
-  select (private.invitation_view(i)).*
-  from lic.member_invitations as i
-  where i.account_id = v_account_id and (starting_after is null or i.id < starting_after)
-  order by i.id desc
-  limit private.page_rows(page_limit, starting_after, null);
+  select (p.invitation).*
+  from (
+    select private.invitation_view(i) as invitation, i.id
+    from lic.member_invitations as i
+    where
+      i.account_id = v_account_id
+      and (starting_after is null or i.id < starting_after)
+      and (ending_before is null or i.id > ending_before)
+    order by case when ending_before is null then i.id end desc, i.id
+    limit v_rows
+  ) as p
+  order by p.id desc;
 end;
 $$;
-comment on function api.list_member_invitations(integer, uuid) is
+comment on function api.list_member_invitations(integer, uuid, uuid) is
 'The account''s invitations, newest first, each with its status, as a keyset page of up to page_limit + 1 rows. '
 'Errors: LINVL (422).';
 

@@ -310,7 +310,7 @@ select tests.act_as(tests.secret_key('A'));
 select is(
   (select array_agg(m.email order by m.id) from api.list_members() as m),
   array['olga@example.com', 'ivan@example.com', 'ip@example.com'],
-  'the account''s members, oldest first, addresses lowercased'
+  'the account''s members, addresses lowercased'
 );
 select tests.remember_secret('new', (api.invite_member('New@Example.com', 'admin')).token);
 select is(
