@@ -43,13 +43,16 @@ as $$
     'license_policy.archived', 'license_policy.created', 'license_policy.entitlement_attached',
     'license_policy.entitlement_detached', 'license_policy.updated',
     'machine.activated', 'machine.deactivated', 'machine.transferred',
+    'member.added', 'member.invitation_revoked', 'member.invited', 'member.joined', 'member.ownership_transferred',
+    'member.removed', 'member.role_changed',
     'meter.archived', 'meter.created', 'meter.updated',
     'webhook_endpoint.disabled'
   ]::text[];
 $$;
 comment on function private.webhook_event_types() is
 'The event types a webhook endpoint may subscribe to, the only ones fanned out (every type Licentric emits but '
-'ping, webhook_endpoint.created, webhook_endpoint.updated and webhook_endpoint.deleted).';
+'ping, webhook_endpoint.created, webhook_endpoint.updated and webhook_endpoint.deleted, and a member''s sign-ins, '
+'sign-outs and session revocations, which the audit log alone shows).';
 
 create or replace function private.webhook_endpoint_view(e lic.webhook_endpoints)
 returns api.webhook_endpoint
@@ -424,7 +427,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints;
   v_view api.webhook_endpoint;
 begin
@@ -518,7 +521,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_old lic.webhook_endpoints := private.lock_webhook_endpoint(endpoint_id);
   v_new lic.webhook_endpoints := v_old;
   v_before api.webhook_endpoint := private.webhook_endpoint_view(v_old);
@@ -575,7 +578,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
   v_view api.webhook_endpoint;
 begin
@@ -611,7 +614,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
 begin
   return query select v_endpoint.secret_ciphertext, null::timestamptz;
@@ -636,7 +639,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.lock_webhook_endpoint(endpoint_id);
   v_before api.webhook_endpoint := private.webhook_endpoint_view(v_endpoint);
   v_view api.webhook_endpoint;
@@ -675,7 +678,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
   v_event_id uuid;
   v_delivery lic.webhook_deliveries;
@@ -800,7 +803,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_delivery lic.webhook_deliveries;
 begin
   select d.* into v_delivery
@@ -840,7 +843,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
   v_count integer;
 begin
