@@ -170,7 +170,7 @@ async def test_a_free_portal_has_licentrics_look(web, account, database_url):
     assert "Sign in to Test account" in page.text
     assert "Customer portal by Licentric" in page.text
     assert "<img" not in page.text
-    css = await web.get("/portal/static/portal.css")
+    css = await web.get("/portal/static/site.css")
     assert css.status_code == 200 and ":focus-visible" in css.text
 
 

@@ -1,6 +1,6 @@
-"""Presentation only: the Jinja environment of the portal's pages and emails, dates as people read
-them, the theme of a portal's face (its colours, with text colours that keep WCAG contrast) and the
-geometry of the usage chart."""
+"""Presentation only, shared by the portal and the console: the Jinja environment of their pages and
+emails, dates as people read them, the theme of a portal's face (its colours, with text colours that keep
+WCAG contrast) and the geometry of the charts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).parent / "templates"  # what both sites' templates share (macros, mail layout)
 STATIC = Path(__file__).parent / "static"
 
 # Licentric's own look, for free plans and unbranded portals.
@@ -22,9 +22,10 @@ WHITE = "#ffffff"
 INK = "#111827"
 
 
-def environment() -> Environment:
+def environment(templates: Path) -> Environment:
+    """A site's templates (templates), then the shared ones."""
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader([templates, TEMPLATES]),
         # HTML (pages and the HTML part of emails) is escaped; the plain-text part of an email is not.
         autoescape=select_autoescape(["html"], default_for_string=False, default=False),
         undefined=StrictUndefined,
