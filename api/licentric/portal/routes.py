@@ -24,7 +24,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
 from licentric.crypto import DecryptionError, SecretBox
-from licentric.db import PortalCalls, PortalDb
+from licentric.db import PortalDb, WebCalls
 from licentric.errors import ApiError
 from licentric.rate_limit import limit_client
 from licentric.settings import Settings
@@ -37,7 +37,6 @@ from licentric.web.site import (
     SignInRequired,
     Site,
     WebError,
-    database_error,
     form_of,
     page_cut,
     uuid_or_404,
@@ -85,26 +84,21 @@ class PortalSite(Site):
         pool: Any,
         slug: str,
         session_hash: bytes,
-        work: Callable[[PortalCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]],
+        work: Callable[[WebCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
         """work(calls, session, face) after service.authenticate_portal and service.resolve_portal, in one
         transaction; the page's context with its session, face and CSRF token. LAUTH is SignInRequired;
         other database errors become error pages with the portal's face."""
         seen: dict[str, Any] = {}
 
-        async def run(calls: PortalCalls, session: dict[str, Any]) -> dict[str, Any]:
+        async def run(calls: WebCalls, session: dict[str, Any]) -> dict[str, Any]:
             face = await calls.one("service.resolve_portal", {"slug": slug})
             seen["face"] = face
             return {"session": session, "face": face, **await work(calls, session, face)}
 
-        try:
-            context = await PortalDb(pool, slug).signed_in(session_hash, run)
-        except psycopg.Error as exc:
-            if exc.sqlstate == "LAUTH":
-                raise SignInRequired from exc
-            raise database_error(exc, seen.get("face")) from exc
-        context["csrf"] = self.require_keys().session_csrf(slug, session_hash)
-        return context
+        return await self.signed_in_context(
+            slug, session_hash, PortalDb(pool, slug).signed_in(session_hash, run), lambda: seen.get("face")
+        )
 
     async def is_signed_in(self, pool: Any, slug: str, session_hash: bytes) -> bool:
         try:
@@ -239,7 +233,7 @@ class PortalController(Controller):
         token = new_secret()
         email = form.get("email", "").strip()
 
-        async def work(calls: PortalCalls) -> tuple[dict[str, Any], dict[str, Any]]:
+        async def work(calls: WebCalls) -> tuple[dict[str, Any], dict[str, Any]]:
             face = await calls.one("service.resolve_portal", {"slug": slug})
             answer = await calls.one(
                 "service.request_portal_login",
@@ -280,7 +274,7 @@ class PortalController(Controller):
         slug = slug.lower()
         token = request.query_params.get("token", "")
 
-        async def work(calls: PortalCalls) -> tuple[dict[str, Any], dict[str, Any]]:
+        async def work(calls: WebCalls) -> tuple[dict[str, Any], dict[str, Any]]:
             face = await calls.one("service.resolve_portal", {"slug": slug})
             peek = await calls.one("service.peek_portal_login", {"slug": slug, "token_hash": digest(token)})
             return face, peek
@@ -372,7 +366,7 @@ class PortalController(Controller):
         """Plans, status, renewal or expiry, and a banner while a payment is in its grace period."""
         slug = slug.lower()
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             rows = await calls.rows("service.list_portal_licenses", {"page_limit": 100})
             return {"licenses": rows[:100], "more_licenses": len(rows) > 100}
 
@@ -391,7 +385,7 @@ class PortalController(Controller):
         slug = slug.lower()
         license_uuid = uuid_or_404(license_id)
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("service.get_portal_license", {"license_id": license_uuid})
             entitlements = await calls.rows("service.list_portal_entitlements", {"license_id": license_uuid})
             budgets = await calls.rows("service.list_portal_budgets", {"license_id": license_uuid})
@@ -413,7 +407,7 @@ class PortalController(Controller):
     ) -> Response[Any]:
         after = uuid_or_404(request.query_params.get("after"), missing_ok=True)
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("service.get_portal_license", {"license_id": license_id})
             rows = await calls.rows(
                 "service.list_portal_machines",
@@ -455,13 +449,12 @@ class PortalController(Controller):
         session_hash: bytes,
         function: str,
         args: dict[str, Any],
-        after: Callable[[PortalCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]]
-        | None = None,
+        after: Callable[[WebCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> tuple[dict[str, Any] | None, tuple[int, str] | None]:
         """One action in one signed-in transaction: its context, or the (status, message) of a refusal
         the page shows beside its form (a 404 stays an error page of its own)."""
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             result = await calls.one(function, args)
             return await after(calls, session, result) if after else {"result": result}
 
@@ -540,7 +533,7 @@ class PortalController(Controller):
     ) -> Response[Any]:
         after = uuid_or_404(request.query_params.get("after"), missing_ok=True)
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("service.get_portal_license", {"license_id": license_id})
             rows = await calls.rows(
                 "service.list_portal_members",
@@ -593,9 +586,7 @@ class PortalController(Controller):
         token = new_secret()
         address = keys.address_hash(get_remote_address(request))
 
-        async def after(
-            calls: PortalCalls, session: dict[str, Any], member: dict[str, Any]
-        ) -> dict[str, Any]:
+        async def after(calls: WebCalls, session: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("service.get_portal_license", {"license_id": license_uuid})
             answer = await calls.one(
                 "service.request_portal_login",
@@ -668,7 +659,7 @@ class PortalController(Controller):
         """Where the Stripe Customer Portal opens, when the customer pays through Stripe."""
         slug = slug.lower()
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             billing = await calls.one("service.get_portal_billing", {})
             return {
                 "billing_available": bool(billing["stripe_customer_id"] and billing["api_key_ciphertext"])
@@ -689,7 +680,7 @@ class PortalController(Controller):
             raise WebError(503, "Billing is not available", "Billing is not configured on this server.")
         return_url = site.url(slug)
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             billing = await calls.one("service.get_portal_billing", {"return_url": return_url})
             return {"billing": billing}
 

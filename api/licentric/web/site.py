@@ -5,6 +5,7 @@ templates, cookie names and what a page knows of its visitor (decisions 47, 76).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -213,6 +214,24 @@ class Site:
         if not value:
             raise SignInRequired
         return digest(value)
+
+    async def signed_in_context(
+        self,
+        scope: str,
+        session_hash: bytes,
+        run: Awaitable[dict[str, Any]],
+        face: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> dict[str, Any]:
+        """The context run (a signed-in transaction) made, with the session's CSRF token. The session's
+        LAUTH is SignInRequired; other database errors become error pages (with face(), if any)."""
+        try:
+            context = await run
+        except psycopg.Error as exc:
+            if exc.sqlstate == "LAUTH":
+                raise SignInRequired from exc
+            raise database_error(exc, face()) from exc
+        context["csrf"] = self.require_keys().session_csrf(scope, session_hash)
+        return context
 
     # Mail, sent by background tasks after the page has answered.
 
