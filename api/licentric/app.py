@@ -16,6 +16,9 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import Receive, Scope, Send
 
 from licentric import __version__, worker
+from licentric.console.pages import ConsolePages
+from licentric.console.signin import ConsoleSignInController, root
+from licentric.console.site import ConsoleSite, console_static
 from licentric.db import WEB_ROLE, Idempotency, TenantDb, open_pool
 from licentric.errors import ApiError, handle_exception
 from licentric.json_depth import refuse_deep_json
@@ -135,11 +138,15 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             PortalSettingsController,
             PortalController,
             portal_static,
+            root,
+            ConsoleSignInController,
+            ConsolePages,
+            console_static,
             LicentricPrometheusController,
         ],
         dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},
         lifespan=[database, *([lambda _: worker.running(worker_settings)] if worker_settings else [])],
-        state=State({"settings": settings, "portal": PortalSite(settings)}),
+        state=State({"settings": settings, "portal": PortalSite(settings), "console": ConsoleSite(settings)}),
         middleware=[
             in_process_limit(settings).middleware,
             PrometheusConfig(

@@ -16,12 +16,11 @@ from uuid import UUID
 import psycopg
 from litestar import Controller, Request, Response, get, head, post
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import CacheControlHeader, State
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.middleware.rate_limit import get_remote_address
 from litestar.params import FromPath
 from litestar.response import Redirect
-from litestar.static_files import create_static_files_router
 
 from licentric.crypto import DecryptionError, SecretBox
 from licentric.db import PortalDb, WebCalls
@@ -29,7 +28,7 @@ from licentric.errors import ApiError
 from licentric.rate_limit import limit_client
 from licentric.settings import Settings
 from licentric.stripe_api import StripeApi
-from licentric.web.render import STATIC, Theme, usage_chart
+from licentric.web.render import Theme, usage_chart
 from licentric.web.security import digest, new_secret
 from licentric.web.site import (
     PAGE_HEADERS,
@@ -39,6 +38,7 @@ from licentric.web.site import (
     WebError,
     form_of,
     page_cut,
+    static_files,
     uuid_or_404,
     web_error,
 )
@@ -716,10 +716,4 @@ class PortalController(Controller):
         raise WebError(404, "Not found", "There is nothing here.")
 
 
-portal_static = create_static_files_router(
-    path="/portal/static",
-    directories=[STATIC],
-    name="portal_static",
-    include_in_schema=False,
-    cache_control=CacheControlHeader(max_age=3600),
-)
+portal_static = static_files("/portal/static", "portal_static")

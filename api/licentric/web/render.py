@@ -141,3 +141,41 @@ def usage_chart(budgets: list[dict[str, Any]]) -> dict[str, Any]:
         "row_height": ROW_HEIGHT,
         "bar_height": BAR_HEIGHT,
     }
+
+
+SPARK_WIDTH = 160
+SPARK_HEIGHT = 32
+
+
+def sparkline(values: list[Decimal | int | float | None]) -> str:
+    """The points of an SVG polyline drawing values left to right, scaled to the largest (a flat line at
+    the bottom when all are zero)."""
+    numbers = [float(v or 0) for v in values]
+    if not numbers:
+        return ""
+    top = max(numbers) or 1.0
+    step = SPARK_WIDTH / max(len(numbers) - 1, 1)
+    return " ".join(
+        f"{round(i * step, 1)},{round(SPARK_HEIGHT - 2 - (n / top) * (SPARK_HEIGHT - 4), 1)}"
+        for i, n in enumerate(numbers)
+    )
+
+
+def series_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The geometry of a usage chart over time: one bar per bucket (rows of api.usage, oldest first),
+    scaled to the largest value."""
+    top = max((Decimal(r["value"] or 0) for r in rows), default=Decimal(0)) or Decimal(1)
+    width = CHART_WIDTH / max(len(rows), 1)
+    height = 160
+    bars = [
+        {
+            **r,
+            "x": round(i * width, 1),
+            "width": max(round(width - 2, 1), 1),
+            "height": round(float(Decimal(r["value"] or 0) / top) * height, 1),
+        }
+        for i, r in enumerate(rows)
+    ]
+    for bar in bars:
+        bar["y"] = round(height - bar["height"], 1)
+    return {"bars": bars, "width": CHART_WIDTH, "height": height, "top": top}

@@ -13,15 +13,17 @@ from uuid import UUID
 import psycopg
 from litestar import Request, Response
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import Cookie
+from litestar.datastructures import CacheControlHeader, Cookie
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
 from psycopg_pool import PoolTimeout
 
 from licentric.errors import REGISTRY, STANDARD, ApiError
 from licentric.mail import build_message, mailer_for, parse_address, send_quietly
 from licentric.settings import Settings
-from licentric.web.render import environment
+from licentric.web.render import STATIC, environment
 from licentric.web.security import CookieJar, Keys, digest, new_secret
 
 log = logging.getLogger("licentric.web")
@@ -257,3 +259,14 @@ class Site:
             html=self.env.get_template(f"email/{template}.html").render(context),
         )
         await send_quietly(self.mailer, message, what)
+
+
+def static_files(path: str, name: str) -> ControllerRouterHandler:
+    """The shared stylesheet, served under a site's own path."""
+    return create_static_files_router(
+        path=path,
+        directories=[STATIC],
+        name=name,
+        include_in_schema=False,
+        cache_control=CacheControlHeader(max_age=3600),
+    )
