@@ -19,6 +19,7 @@ from licentric import __version__, worker
 from licentric.console.pages import ConsolePages
 from licentric.console.signin import ConsoleSignInController, root
 from licentric.console.site import ConsoleSite, console_static
+from licentric.console.stripe import ConsoleStripe
 from licentric.db import WEB_ROLE, Idempotency, TenantDb, open_pool
 from licentric.errors import ApiError, handle_exception
 from licentric.json_depth import refuse_deep_json
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             root,
             ConsoleSignInController,
             ConsolePages,
+            ConsoleStripe,
             console_static,
             LicentricPrometheusController,
         ],
