@@ -345,7 +345,7 @@ async def connect(
         if endpoint is not None:  # made for nothing: take it back
             await _delete_endpoint(stripe_ctx, api_key or "", endpoint.id)
         raise
-    return stripe_ctx.connection(row, account_id)
+    return row, account_id
 
 
 async def disconnect(call: Call, stripe_ctx: StripeContext, livemode: bool) -> tuple[dict[str, Any], UUID]:
