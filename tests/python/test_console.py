@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from console_support import add_member, console_sign_in, page_csrf, post_form
+from console_support import add_member, console_sign_in, forget_link_requests, page_csrf, post_form
 
 from license_helpers import make_policy
 from portal_support import portal_client
@@ -22,7 +22,8 @@ def mail_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def web(settings, mail_dir) -> AsyncIterator:
+async def web(settings, mail_dir, database_url) -> AsyncIterator:
+    forget_link_requests(database_url)
     async with portal_client(settings, mail_dir) as client:
         yield client
 

@@ -15,6 +15,7 @@ from console_support import (
     confirm_console_link,
     console_link,
     console_sign_in,
+    forget_link_requests,
     post_form,
     request_console_link,
 )
@@ -29,7 +30,8 @@ def mail_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def web(settings, mail_dir) -> AsyncIterator:
+async def web(settings, mail_dir, database_url) -> AsyncIterator:
+    forget_link_requests(database_url)
     async with portal_client(settings, mail_dir) as client:
         yield client
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from console_support import add_member, console_sign_in, post_form
+from console_support import add_member, console_sign_in, forget_link_requests, post_form
 
 from fake_stripe import endpoint_secret
 from license_helpers import superuser
@@ -26,7 +26,8 @@ def mail_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def web(settings, mail_dir, fake_stripe) -> AsyncIterator:
+async def web(settings, mail_dir, fake_stripe, database_url) -> AsyncIterator:
+    forget_link_requests(database_url)
     async with portal_client(settings, mail_dir, stripe_api_base=fake_stripe.url) as client:
         yield client
 

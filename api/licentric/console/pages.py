@@ -245,9 +245,7 @@ class ConsolePages(Controller):
         action: FromPath[str],
     ) -> Response[Any]:
         """The confirmation page of a license action: what it will do, and the button that does it."""
-        if action not in LICENSE_ACTIONS:
-            raise WebError(404, "Not found", "There is nothing here.")
-        license_uuid = uuid_or_404(license_id)
+        license_uuid = _license_action(license_id, action)
 
         async def work(calls: WebCalls, member: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("api.get_license", {"license_id": license_uuid})
@@ -270,9 +268,7 @@ class ConsolePages(Controller):
         action: FromPath[str],
     ) -> Response[Any]:
         """Suspend, reinstate, renew, cancel, change plan; grant, revoke or unset an entitlement."""
-        if action not in LICENSE_ACTIONS:
-            raise WebError(404, "Not found", "There is nothing here.")
-        license_uuid = uuid_or_404(license_id)
+        license_uuid = _license_action(license_id, action)
 
         async def work(calls: WebCalls, form: dict[str, str]) -> Any:
             function, args = LICENSE_ACTIONS[action](license_uuid, form)
@@ -326,6 +322,13 @@ class ConsolePages(Controller):
             }
 
         return await site.show(request, "audit.html", "audit", work)
+
+
+def _license_action(license_id: str, action: str) -> UUID:
+    """The license of a license action's URL; an unknown action is a page that cannot exist."""
+    if action not in LICENSE_ACTIONS:
+        raise WebError(404, "Not found", "There is nothing here.")
+    return uuid_or_404(license_id)  # type: ignore[return-value]
 
 
 def _reason(form: dict[str, str]) -> str | None:
