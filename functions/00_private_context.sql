@@ -145,8 +145,15 @@ comment on function private.context_account_id() is
 -- Every api function except api.authenticate starts with this call, so a call
 -- without an authenticated account fails loudly instead of seeing nothing, and
 -- a publishable key or an agent token reaches only the functions that admit
--- its kind: secret (default), publishable (client-safe), agent.
-create or replace function private.require_account(kinds text[] default array['secret'])
+-- its kind: secret (default), publishable (client-safe), agent. A console
+-- member (kind member, decision 65) may call what a secret key may, if its
+-- role is at least member_role: viewer by default, and every function that
+-- writes declares more (a catalog check in 000_structure.sql). The member
+-- check runs only for that kind, so the other kinds' path is unchanged.
+create or replace function private.require_account(
+  kinds text[] default array['secret'],
+  member_role text default 'viewer'
+)
 returns uuid
 language plpgsql
 stable
@@ -163,9 +170,13 @@ begin
       message = 'no authenticated account: call api.authenticate(secret) first in this transaction';
   end if;
   if v_kind is null or not v_kind = any(kinds) then
-    raise exception using
-      errcode = 'LDNID',
-      message = format('a %s key may not do this; it needs a %s key', v_kind, array_to_string(kinds, ' or '));
+    if v_kind = 'member' and 'secret' = any(kinds) then
+      perform private.require_member_role(v_account_id, v_context.principal_id, member_role);
+    else
+      raise exception using
+        errcode = 'LDNID',
+        message = format('a %s key may not do this; it needs a %s key', v_kind, array_to_string(kinds, ' or '));
+    end if;
   end if;
   -- lic_definer's RLS reads the unverified account (context_account_id): a
   -- bound login that wrote another account into lic.account_id would
@@ -176,5 +187,6 @@ begin
   return v_account_id;
 end;
 $$;
-comment on function private.require_account(text[]) is
-'The current account; raises LAUTH without one and LDNID when the key''s kind is not among kinds.';
+comment on function private.require_account(text[], text) is
+'The current account; raises LAUTH without one and LDNID when the key''s kind is not among kinds (a member: '
+'when kinds has secret and its role is below member_role).';

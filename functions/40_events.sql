@@ -15,9 +15,15 @@ declare
   -- The id is made here, not read back with RETURNING, so writers with
   -- INSERT alone (the worker, as lic_maint) can emit too.
   v_id uuid := private.uuid_v7();
+  -- Who did it, for the audit log: the verified context's principal (a key,
+  -- agent, member or portal session), nothing for the worker's sweeps.
+  v_context record := private.current_context();
 begin
-  insert into lic.events (account_id, id, type, object, previous_attributes)
-  values (emit_event.account_id, v_id, emit_event.type, emit_event.object, emit_event.previous_attributes);
+  insert into lic.events (account_id, id, type, object, previous_attributes, actor_kind, actor_id)
+  values (
+    emit_event.account_id, v_id, emit_event.type, emit_event.object, emit_event.previous_attributes,
+    v_context.kind, v_context.principal_id
+  );
   return v_id;
 end;
 $$;

@@ -256,53 +256,6 @@ comment on function service.resolve_portal(text) is
 'custom branding, its product name, logo and colours (else null: the default look). Errors: LNTFD (404) '
 'unknown slug.';
 
-create or replace function private.mask_email(email text)
-returns text
-language sql
-immutable
-parallel safe
-as $$
-  select pg_catalog.left(email, 1) || '***@' || pg_catalog.split_part(email, '@', 2);
-$$;
-comment on function private.mask_email(text) is
-'An address as the confirm page shows it: its first character and its domain (a***@example.com).';
-
-create or replace function private.require_hash(value bytea, param text)
-returns void
-language plpgsql
-immutable
-parallel safe
-as $$
-begin
-  if value is null or octet_length(value) <> 32 then
-    raise exception using errcode = 'LINVL', column = param, message = format('%s must be a sha256 (32 bytes)', param);
-  end if;
-end;
-$$;
-comment on function private.require_hash(bytea, text) is
-'Refuse a token, session or IP hash that is not 32 bytes (a sha256). Errors: LINVL.';
-
--- Limits on issuing links (reliability-security §3.2). Counted over tokens
--- issued, so an address no customer has, which stores nothing, counts for
--- nothing; the web layer's per-IP limiter covers those requests.
-create or replace function private.portal_login_limits(
-  out email_per_minute integer,
-  out email_per_hour integer,
-  out ip_per_hour integer,
-  out account_per_minute integer
-)
-returns record
-language sql
-immutable
-parallel safe
-as $$
-  select 1, 5, 20, 100;
-$$;
-comment on function private.portal_login_limits() is
-'How many links may be issued: per address 1 a minute and 5 an hour, per account 100 a minute (a circuit '
-'breaker); and how many requests one IP hash may make an hour (20, for any address, known or not); each within '
-'one account.';
-
 create or replace function private.portal_request_login(
   account_id uuid,
   email text,
@@ -316,28 +269,18 @@ volatile
 as $$
 declare
   c_lifetime constant interval := interval '15 minutes';
-  v_limits record := private.portal_login_limits();
-  v_email text := lower(portal_request_login.email);
+  v_email text := private.login_email(portal_request_login.email);
   v_email_minute integer;
   v_email_hour integer;
   v_ip_hour integer;
   v_account_minute integer;
   v_customer lic.customers;
   v_name text;
+  v_reason text;
 begin
-  if v_email is null or v_email !~ '^[^@\s]+@[^@\s]+$' or length(v_email) > 320 then
-    raise exception using errcode = 'LINVL', column = 'email', message = 'email is not a valid address';
-  end if;
   perform private.require_hash(token_hash, 'token_hash');
   perform private.require_hash(ip_hash, 'ip_hash');
-  -- Requests for one address, then from one IP, take turns: the counts below
-  -- are exact under concurrency. Always in this order, so they cannot deadlock.
-  perform pg_catalog.pg_advisory_xact_lock(
-    pg_catalog.hashtextextended('portal_login_email:' || portal_request_login.account_id::text || ':' || v_email, 0)
-  );
-  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(
-    'portal_login_ip:' || portal_request_login.account_id::text || ':' || pg_catalog.encode(ip_hash, 'hex'), 0
-  ));
+  perform private.lock_login_request('portal:' || portal_request_login.account_id::text, v_email, ip_hash);
   -- Tokens older than a day count for no limit and sign nobody in; requests
   -- older than an hour count for none either.
   delete from lic.portal_login_tokens as t
@@ -371,14 +314,9 @@ begin
   if not found then
     return row(false, 'unknown_email', null, null, null, null)::api.portal_login_request;
   end if;
-  if v_email_minute >= v_limits.email_per_minute or v_email_hour >= v_limits.email_per_hour then
-    return row(false, 'email_rate_limited', null, null, null, null)::api.portal_login_request;
-  end if;
-  if v_ip_hour > v_limits.ip_per_hour then
-    return row(false, 'ip_rate_limited', null, null, null, null)::api.portal_login_request;
-  end if;
-  if v_account_minute >= v_limits.account_per_minute then
-    return row(false, 'account_rate_limited', null, null, null, null)::api.portal_login_request;
+  v_reason := private.login_limit_reason(v_email_minute, v_email_hour, v_ip_hour, v_account_minute, 'account_rate_limited');
+  if v_reason is not null then
+    return row(false, v_reason, null, null, null, null)::api.portal_login_request;
   end if;
   -- A new link voids the address's earlier unused ones.
   update lic.portal_login_tokens as t

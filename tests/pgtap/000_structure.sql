@@ -258,6 +258,7 @@ where
   r.schema = 'service'
   and strpos(r.prosrc, 'private.stripe_begin(') = 0
   and strpos(r.prosrc, 'private.portal_begin(') = 0
+  and strpos(r.prosrc, 'private.console_begin(') = 0
   and strpos(r.prosrc, 'private.require_account(kinds => array[''customer''])') = 0
   and strpos(r.prosrc, 'api.authenticate(') = 0
   and not (
@@ -392,6 +393,8 @@ select functions_are(
     'list_webhook_deliveries', 'list_webhook_endpoints', 'replay_webhook_endpoint', 'retry_webhook_delivery',
     'rotate_webhook_endpoint_secret', 'send_test_webhook', 'update_webhook_endpoint', 'webhook_endpoint_secrets',
     'get_portal_settings', 'update_portal_settings',
+    'get_member', 'invite_member', 'list_member_invitations', 'list_member_sessions', 'list_members', 'remove_member',
+    'revoke_member_invitation', 'revoke_member_session', 'transfer_ownership', 'update_member_role',
     'get_console_overview'
   ],
   'the api schema exposes exactly the documented functions'
@@ -405,7 +408,9 @@ select functions_are(
     'list_portal_entitlements', 'list_portal_licenses', 'list_portal_machines', 'list_portal_members',
     'logout_portal', 'peek_portal_login', 'remove_portal_member', 'request_portal_login', 'resolve_portal',
     'transfer_portal_machine',
-    'authenticate_request', 'count_failed_request', 'limit_client', 'limit_stripe_deliveries'
+    'authenticate_request', 'count_failed_request', 'limit_client', 'limit_stripe_deliveries',
+    'accept_member_invitation', 'authenticate_console', 'confirm_console_login', 'logout_console', 'peek_console_login',
+    'peek_member_invitation', 'request_console_login'
   ],
   'the service schema holds exactly the functions that trust the web process with an account, slug or hash'
 );

@@ -375,6 +375,13 @@ begin
   insert into lic.agents (account_id, name, token_hash, redacted)
   values (seed_licensing.account_id, 'seed', sha256(convert_to(seed_licensing.account_id::text, 'UTF8')), 'seed');
   insert into lic.events (account_id, type, object) values (seed_licensing.account_id, 'seed.created', '{}');
+  -- Members (the directory row follows by trigger).
+  insert into lic.members (account_id, email, role) values (seed_licensing.account_id, 'seed@example.com', 'owner');
+  insert into lic.member_invitations (account_id, email, role, token_hash, invited_by_kind, expires_at)
+  values (
+    seed_licensing.account_id, 'invited@example.com', 'viewer', sha256(convert_to('iv' || seed_licensing.account_id::text, 'UTF8')),
+    'secret', now() + interval '7 days'
+  );
   -- Stripe auto-sync.
   insert into lic.stripe_connections (account_id, livemode) values (seed_licensing.account_id, false);
   insert into lic.stripe_webhook_secrets (account_id, livemode, secret_ciphertext, redacted)
