@@ -159,23 +159,3 @@ def sparkline(values: list[Decimal | int | float | None]) -> str:
         f"{round(i * step, 1)},{round(SPARK_HEIGHT - 2 - (n / top) * (SPARK_HEIGHT - 4), 1)}"
         for i, n in enumerate(numbers)
     )
-
-
-def series_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The geometry of a usage chart over time: one bar per bucket (rows of api.usage, oldest first),
-    scaled to the largest value."""
-    top = max((Decimal(r["value"] or 0) for r in rows), default=Decimal(0)) or Decimal(1)
-    width = CHART_WIDTH / max(len(rows), 1)
-    height = 160
-    bars = [
-        {
-            **r,
-            "x": round(i * width, 1),
-            "width": max(round(width - 2, 1), 1),
-            "height": round(float(Decimal(r["value"] or 0) / top) * height, 1),
-        }
-        for i, r in enumerate(rows)
-    ]
-    for bar in bars:
-        bar["y"] = round(height - bar["height"], 1)
-    return {"bars": bars, "width": CHART_WIDTH, "height": height, "top": top}
