@@ -192,7 +192,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  return private.issue_api_key(private.require_account(), kind, name);
+  return private.issue_api_key(private.require_account(member_role => 'developer'), kind, name);
 end;
 $$;
 comment on function api.create_api_key(text, text) is
@@ -269,7 +269,7 @@ declare
   v_old lic.api_keys;
   v_expires_at timestamptz := coalesce(roll_api_key.expires_at, now() + interval '24 hours');
 begin
-  perform private.require_account();
+  perform private.require_account(member_role => 'developer');
   select k.* into v_old from lic.api_keys as k where k.id = api_key_id for update;
   if not found then
     raise exception using errcode = 'LNTFD', message = 'API key not found', column = 'id';
@@ -303,7 +303,7 @@ as $$
 declare
   v_key lic.api_keys;
 begin
-  perform private.require_account();
+  perform private.require_account(member_role => 'developer');
   -- Lock every secret key of the account so two concurrent revokes cannot
   -- both see another key left and together lock the tenant out.
   perform from lic.api_keys as k where k.kind = 'secret' for update;

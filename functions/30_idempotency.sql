@@ -30,7 +30,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable', 'agent']);
+  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable', 'agent'], member_role => 'developer');
   v_principal record := private.idempotency_principal();
   v_stored lic.idempotency_keys;
 begin
@@ -85,7 +85,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable', 'agent']);
+  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable', 'agent'], member_role => 'developer');
   v_principal record := private.idempotency_principal();
 begin
   if key is null or fingerprint is null or status is null then

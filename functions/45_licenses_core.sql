@@ -169,7 +169,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_policy lic.license_policies := private.find_policy(policy_id, policy_code);
   v_license lic.licenses;
   v_view api.license;

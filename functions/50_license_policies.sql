@@ -144,7 +144,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_policy lic.license_policies;
   v_view api.license_policy;
 begin
@@ -275,7 +275,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_old lic.license_policies := private.lock_license_policy(license_policy_id);
   v_new lic.license_policies := v_old;
   v_before api.license_policy;
@@ -350,7 +350,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_policy lic.license_policies := private.lock_license_policy(license_policy_id);
   v_before api.license_policy := private.license_policy_view(v_policy);
   v_view api.license_policy;
@@ -430,7 +430,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform private.require_account();
+  perform private.require_account(member_role => 'admin');
   return private.change_policy_entitlement(license_policy_id, code, true);
 end;
 $$;
@@ -447,7 +447,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform private.require_account();
+  perform private.require_account(member_role => 'admin');
   return private.change_policy_entitlement(license_policy_id, code, false);
 end;
 $$;

@@ -37,7 +37,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_entitlement lic.entitlements;
   v_view api.entitlement;
 begin
@@ -134,7 +134,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_old lic.entitlements;
   v_new lic.entitlements;
   v_view api.entitlement;

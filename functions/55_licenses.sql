@@ -175,7 +175,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_before lic.licenses := private.lock_license(license_id);
   v_after lic.licenses;
   v_metadata jsonb := private.write_metadata(v_before.metadata, metadata, merge => true);
@@ -232,7 +232,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_before lic.licenses := private.lock_license(license_id);
   v_state text := private.license_state(v_before);
   v_after lic.licenses;
@@ -260,7 +260,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_before lic.licenses := private.lock_license(license_id);
   v_after lic.licenses;
 begin
@@ -293,7 +293,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_before lic.licenses := private.lock_license(license_id);
   v_duration interval;
   v_after lic.licenses;
@@ -338,7 +338,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_before lic.licenses := private.lock_license(license_id);
   v_policy lic.license_policies := private.find_policy(license_policy_id, license_policy_code);
   v_expires_at timestamptz := v_before.expires_at;
@@ -386,7 +386,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_before lic.licenses := private.lock_license(license_id);
   v_after lic.licenses;
 begin

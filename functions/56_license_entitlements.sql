@@ -235,7 +235,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform private.require_account();
+  perform private.require_account(member_role => 'admin');
   if effect is null or effect not in ('grant', 'revoke') then
     raise exception using errcode = 'LINVL', column = 'effect', message = 'effect must be "grant" or "revoke"';
   end if;
@@ -256,7 +256,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform private.require_account();
+  perform private.require_account(member_role => 'admin');
   return query select * from private.change_license_override(license_id, code, null);
 end;
 $$;

@@ -154,7 +154,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_license lic.licenses;
   v_policy lic.license_policies;
   v_machine lic.machines;
@@ -266,7 +266,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_machine lic.machines;
 begin
   -- No event: heartbeats are frequent and change nothing but this timestamp.
@@ -292,7 +292,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_machine lic.machines := private.find_machine(machine_id, lock => true);
   v_view api.machine := private.machine_view(v_machine);
 begin
@@ -354,7 +354,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_machine lic.machines := private.find_machine(machine_id, lock => true);
   v_source lic.licenses;
   v_target lic.licenses;

@@ -28,7 +28,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_license lic.licenses;
   v_policy lic.license_policies;
   v_customer lic.customers;
@@ -162,7 +162,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_license lic.licenses := private.locked_license(remove_license_user.license_id);
   v_seat lic.license_users;
   v_view api.license_user;

@@ -46,7 +46,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_token text;
   v_agent lic.agents;
 begin
@@ -175,7 +175,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_agent lic.agents := private.find_agent(agent_id);
   v_before jsonb := to_jsonb(private.agent_view(v_agent)) - 'token';
   v_after jsonb;
@@ -211,7 +211,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_agent lic.agents := private.find_agent(agent_id);
   v_before jsonb;
 begin
@@ -243,7 +243,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_agent lic.agents := private.find_agent(agent_id);
   v_token text;
   v_before jsonb;

@@ -1376,7 +1376,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_event lic.stripe_events;
 begin
   select e.* into v_event from lic.stripe_events as e

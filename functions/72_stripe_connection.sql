@@ -64,7 +64,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_livemode boolean := livemode;
   v_connection lic.stripe_connections;
 begin
@@ -178,7 +178,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_connection lic.stripe_connections;
   v_view api.stripe_connection;
 begin
@@ -206,7 +206,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
 begin
   return query
   select c.account_id, c.api_key_ciphertext, c.webhook_endpoint_id
@@ -305,7 +305,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_policy lic.license_policies;
   v_mapping lic.stripe_mappings;
   v_reapplied integer;
@@ -387,7 +387,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_mapping lic.stripe_mappings;
 begin
   delete from lic.stripe_mappings as m
@@ -502,7 +502,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_license lic.licenses;
   v_customer text;
   v_livemode boolean;

@@ -162,7 +162,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account(kinds => array['secret', 'agent']);
+  v_account_id uuid := private.require_account(kinds => array['secret', 'agent'], member_role => 'developer');
   v_context record := private.current_context();
   -- An agent records only for itself.
   v_self uuid := case when v_context.kind = 'agent' then v_context.principal_id end;

@@ -167,7 +167,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_meter lic.meters;
   v_view api.meter;
 begin
@@ -284,7 +284,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_old lic.meters := private.lock_meter(meter_id);
   v_new lic.meters := v_old;
   v_before api.meter := private.meter_view(v_old);
@@ -325,7 +325,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_meter lic.meters := private.lock_meter(meter_id);
   v_before api.meter := private.meter_view(v_meter);
   v_view api.meter;
@@ -474,7 +474,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_meter lic.meters;
   v_budget lic.budgets;
   v_view api.budget;
@@ -639,7 +639,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_old lic.budgets := private.lock_budget(budget_id);
   v_new lic.budgets := v_old;
   v_before api.budget := private.budget_view(v_old);
@@ -684,7 +684,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_budget lic.budgets := private.lock_budget(budget_id);
   v_view api.budget := private.budget_view(v_budget);
 begin

@@ -424,7 +424,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints;
   v_view api.webhook_endpoint;
 begin
@@ -518,7 +518,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_old lic.webhook_endpoints := private.lock_webhook_endpoint(endpoint_id);
   v_new lic.webhook_endpoints := v_old;
   v_before api.webhook_endpoint := private.webhook_endpoint_view(v_old);
@@ -575,7 +575,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
   v_view api.webhook_endpoint;
 begin
@@ -611,7 +611,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
 begin
   return query select v_endpoint.secret_ciphertext, null::timestamptz;
@@ -636,7 +636,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.lock_webhook_endpoint(endpoint_id);
   v_before api.webhook_endpoint := private.webhook_endpoint_view(v_endpoint);
   v_view api.webhook_endpoint;
@@ -675,7 +675,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
   v_event_id uuid;
   v_delivery lic.webhook_deliveries;
@@ -800,7 +800,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_delivery lic.webhook_deliveries;
 begin
   select d.* into v_delivery
@@ -840,7 +840,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'developer');
   v_endpoint lic.webhook_endpoints := private.find_webhook_endpoint(endpoint_id);
   v_count integer;
 begin

@@ -98,7 +98,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_clear text[] := coalesce(clear, '{}');
   v_branding boolean;
   v_slug text;

@@ -3,7 +3,7 @@
 -- failing check lists the offending objects. The last section creates one
 -- offender of each kind and asserts that the checks name it.
 begin;
-select plan(59);
+select plan(61);
 
 -- Each check is a temporary view listing the objects that break one rule.
 create temporary view tenant_tables as
@@ -248,6 +248,21 @@ where
     or strpos(r.prosrc, '''customer''') > 0
   );
 
+-- A console member may call what a secret key may, within the role each
+-- function declares (private.require_account's member_role, viewer by
+-- default): every function that writes declares more than viewer, unless its
+-- kinds leave secret out (then no member reaches it through the role check).
+create temporary view member_role_offenders as
+select r.fn::text as offender
+from routines as r
+inner join pg_catalog.pg_proc as p on r.fn = p.oid
+where
+  r.schema = 'api'
+  and p.provolatile = 'v'
+  and strpos(r.prosrc, 'private.require_account(') > 0
+  and r.prosrc !~ 'private\.require_account\([^)]*member_role => ''(developer|admin|owner)''\)'
+  and r.prosrc !~ 'private\.require_account\(kinds => array\[(?![^]]*''secret'')[^]]*\]';
+
 -- A service function may also begin from a key (api.authenticate: the rate
 -- limited authentication, decision 59). The one exception: a rate limit per
 -- client address counts that address and reaches nothing else.
@@ -393,8 +408,9 @@ select functions_are(
     'list_webhook_deliveries', 'list_webhook_endpoints', 'replay_webhook_endpoint', 'retry_webhook_delivery',
     'rotate_webhook_endpoint_secret', 'send_test_webhook', 'update_webhook_endpoint', 'webhook_endpoint_secrets',
     'get_portal_settings', 'update_portal_settings',
-    'get_member', 'invite_member', 'list_member_invitations', 'list_member_sessions', 'list_members', 'remove_member',
-    'revoke_member_invitation', 'revoke_member_session', 'transfer_ownership', 'update_member_role',
+    'get_member', 'invite_member', 'list_audit_events', 'list_member_invitations', 'list_member_sessions',
+    'list_members', 'remove_member', 'revoke_member_invitation', 'revoke_member_session', 'transfer_ownership',
+    'update_member_role',
     'get_console_overview'
   ],
   'the api schema exposes exactly the documented functions'
@@ -417,6 +433,10 @@ select functions_are(
 select is_empty(
   'table comment_offenders',
   'every api function and view has a comment'
+);
+select is_empty(
+  'table member_role_offenders',
+  'every volatile api function a member may reach needs a member role above viewer'
 );
 select is_empty(
   'table require_account_offenders',
@@ -621,6 +641,14 @@ create function api.canary_trusting(account_id uuid) returns uuid language plpgs
 set search_path = pg_catalog, pg_temp
 as 'begin perform private.require_account(); perform private.stripe_begin(account_id); return account_id; end';
 comment on function api.canary_trusting(uuid) is 'canary';
+-- Volatile api functions: one admits a viewer member, one admits agents only.
+create function api.canary_viewer() returns uuid language plpgsql
+as 'begin return private.require_account(member_role => ''viewer''); end';
+create function api.canary_agent() returns uuid language plpgsql
+as 'begin return private.require_account(kinds => array[''agent'']); end';
+comment on function api.canary_viewer() is 'canary';
+comment on function api.canary_agent() is 'canary';
+revoke execute on function api.canary_viewer(), api.canary_agent() from public;
 create function service.canary() returns integer language sql as 'select 1';
 -- A client address limit that also reads a table.
 create function service.canary_client(client_hash bytea) returns bigint language plpgsql as
@@ -710,6 +738,11 @@ select results_eq(
   'select * from require_account_offenders order by 1',
   array['api.canary()', 'api.canary_trusting(uuid)'],
   'the require_account check names an api function that does not call it or takes its account from the caller'
+);
+select results_eq(
+  'select * from member_role_offenders order by 1',
+  array['api.canary_trusting(uuid)', 'api.canary_viewer()'],
+  'the member role check names a volatile api function that admits a viewer member'
 );
 select results_eq(
   'select * from service_offenders order by 1',
