@@ -122,7 +122,6 @@ async def test_a_license_is_suspended_behind_a_confirmation(web, owner, mail_dir
 
 # The members branch has not yet committed api.list_audit_events (the audit page's one call); strict, so the
 # test fails the day it passes and this mark must go.
-@pytest.mark.xfail(strict=True, reason="api.list_audit_events is not on the members branch yet")
 async def test_the_audit_log_names_the_member_who_suspended(web, owner, mail_dir, account, database_url):
     await console_sign_in(web, owner, mail_dir)
     make_policy(database_url, account.id, "pro")

@@ -125,7 +125,6 @@ async def test_another_accounts_ids_are_not_found(web, account, make_account, da
 
 # The members branch does not yet refuse a viewer's api.create_license_policy (its role checks per function
 # are to come); strict, so the mark must go the day SQL refuses.
-@pytest.mark.xfail(strict=True, reason="the members branch does not refuse a viewer's writes yet")
 async def test_a_viewer_sees_no_mutating_button_and_its_posts_are_403(web, account, database_url, mail_dir):
     make_policy(database_url, account.id, "pro")
     await console_sign_in(web, member(database_url, account.id, "viewer"), mail_dir)
