@@ -16,6 +16,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import Receive, Scope, Send
 
 from licentric import __version__, worker
+from licentric.console.developers import ConsoleDevelopers
 from licentric.console.pages import ConsolePages
 from licentric.console.signin import ConsoleSignInController, root
 from licentric.console.site import ConsoleSite, console_static
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             ConsoleSignInController,
             ConsolePages,
             ConsoleStripe,
+            ConsoleDevelopers,
             console_static,
             LicentricPrometheusController,
         ],

@@ -37,6 +37,15 @@ WORKER_ROLE = "lic_worker"
 
 ATTEMPTS = 3  # serialization failures and deadlocks are retried this often
 
+# One api function in one transaction of the caller's (TenantDb.call, or a console session's: the steps
+# that call Stripe or encrypt between their database calls take one).
+Call = Callable[[str, Mapping[str, Any]], Awaitable[list[dict[str, Any]]]]
+
+
+async def account_id_of(call: Call) -> UUID:
+    """The authenticated account (api.get_account: a secret key or a member; 403 for any other)."""
+    return (await call("api.get_account", {}))[0]["id"]
+
 
 class UnsafeRoleError(RuntimeError):
     """A connection does not log in as the role the process must run as."""

@@ -4,6 +4,7 @@ by the mailed link as a browser does, and the pages' forms."""
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ def add_member(
         (account_id, email, name, role),
     )
     return str(row["id"])
+
+
+def member(database_url: str, account_id: str, role: str, name: str | None = None) -> str:
+    """The address of a new member of the account in that role (an address of its own: a link a minute
+    per address)."""
+    address = f"{role}-{secrets.token_hex(4)}@example.com"
+    add_member(database_url, account_id, address, role, name)
+    return address
 
 
 def console_link(mail_dir: Path, address: str) -> str:

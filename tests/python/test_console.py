@@ -5,35 +5,10 @@ actions behind confirmations, the audit log. Security: tests/python/test_console
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-from console_support import add_member, console_sign_in, forget_link_requests, page_csrf, post_form
+from console_support import console_sign_in, page_csrf, post_form
 
 from license_helpers import make_policy
-from portal_support import portal_client
-
-
-@pytest.fixture
-def mail_dir(tmp_path: Path) -> Path:
-    return tmp_path / "mail"
-
-
-@pytest.fixture
-async def web(settings, mail_dir, database_url) -> AsyncIterator:
-    forget_link_requests(database_url)
-    async with portal_client(settings, mail_dir) as client:
-        yield client
-
-
-@pytest.fixture
-def owner(account, database_url) -> str:
-    """An owner of the account, with an address of its own (a link a minute per address)."""
-    address = f"owner-{secrets.token_hex(4)}@example.com"
-    add_member(database_url, account.id, address, "owner", "Olive Owner")
-    return address
 
 
 async def test_the_root_opens_the_console(web):

@@ -5,41 +5,20 @@ fixation, CSRF, another account's ids, a viewer's POSTs, and the console cookie 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from console_support import (
     SECURE_SESSION,
-    add_member,
     confirm_console_link,
     console_link,
     console_sign_in,
-    forget_link_requests,
+    member,
     post_form,
     request_console_link,
 )
 
 from license_helpers import make_policy
 from portal_support import path_of, portal_client
-
-
-@pytest.fixture
-def mail_dir(tmp_path: Path) -> Path:
-    return tmp_path / "mail"
-
-
-@pytest.fixture
-async def web(settings, mail_dir, database_url) -> AsyncIterator:
-    forget_link_requests(database_url)
-    async with portal_client(settings, mail_dir) as client:
-        yield client
-
-
-def member(database_url: str, account_id: str, role: str) -> str:
-    address = f"{role}-{secrets.token_hex(4)}@example.com"
-    add_member(database_url, account_id, address, role)
-    return address
 
 
 async def test_get_and_head_of_the_link_spend_nothing(web, account, database_url, mail_dir):

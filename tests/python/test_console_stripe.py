@@ -8,28 +8,12 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-from console_support import add_member, console_sign_in, forget_link_requests, post_form
+from console_support import console_sign_in, post_form
 
 from fake_stripe import endpoint_secret
 from license_helpers import superuser
-from portal_support import portal_client
 from stripe_support import deliver, new_id, stripe_event
-
-
-@pytest.fixture
-def mail_dir(tmp_path: Path) -> Path:
-    return tmp_path / "mail"
-
-
-@pytest.fixture
-async def web(settings, mail_dir, fake_stripe, database_url) -> AsyncIterator:
-    forget_link_requests(database_url)
-    async with portal_client(settings, mail_dir, stripe_api_base=fake_stripe.url) as client:
-        yield client
 
 
 def catalogue(fake_stripe, products: int = 12) -> None:
@@ -50,10 +34,8 @@ def catalogue(fake_stripe, products: int = 12) -> None:
         )
 
 
-async def test_connect_pick_map_and_sell(web, account, database_url, mail_dir, fake_stripe):
+async def test_connect_pick_map_and_sell(web, owner, account, database_url, mail_dir, fake_stripe):
     catalogue(fake_stripe)
-    owner = f"owner-{secrets.token_hex(4)}@example.com"
-    add_member(database_url, account.id, owner, "owner")
     await console_sign_in(web, owner, mail_dir)
     await post_form(web, "/console/plans", "/console/plans", {"code": "pro", "name": "Pro"})
     await post_form(web, "/console/plans", "/console/entitlements", {"code": "export", "name": "Export"})
@@ -141,9 +123,7 @@ async def test_connect_pick_map_and_sell(web, account, database_url, mail_dir, f
     assert f"/console/licenses/{license_id}/suspend" in page.text
 
 
-async def test_a_mode_connected_by_a_signing_secret_has_no_picker(web, account, database_url, mail_dir):
-    owner = f"owner-{secrets.token_hex(4)}@example.com"
-    add_member(database_url, account.id, owner, "owner")
+async def test_a_mode_connected_by_a_signing_secret_has_no_picker(web, owner, mail_dir):
     await console_sign_in(web, owner, mail_dir)
     connected = await post_form(
         web,

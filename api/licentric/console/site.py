@@ -5,15 +5,16 @@ What lives here is the web's part: cookies, CSRF, rendering, mail, and mapping f
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from licentric.db import ConsoleDb, WebCalls
+from licentric.db import Call, ConsoleDb, WebCalls
 from licentric.settings import Settings
 from licentric.web.render import Theme
 from licentric.web.site import SignInRequired, Site, form_of, static_files, web_error
@@ -44,6 +45,13 @@ DONE = {
     "revoked": "The entitlement was revoked from this license.",
     "unset": "The license follows its plan for that entitlement again.",
     "deactivated": "The machine was deactivated.",
+    "key_revoked": "The key was revoked.",
+    "endpoint_deleted": "The endpoint was deleted.",
+    "pinged": "A ping is on its way to the endpoint.",
+    "replayed": "Those deliveries will be sent again.",
+    "enabled": "The endpoint was enabled.",
+    "disabled": "The endpoint was disabled; its pending deliveries failed.",
+    "retried": "The delivery will be sent again now.",
 }
 
 Work = Callable[[WebCalls, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -81,6 +89,22 @@ class ConsoleSite(Site):
         pool = request.app.state.pool
         return await self.signed_in_context(SCOPE, session_hash, ConsoleDb(pool).signed_in(session_hash, run))
 
+    def caller(self, request: Request[Any, Any, State], session_hash: bytes) -> Call:
+        """One api function per signed-in transaction, for the HTTP API's steps that call Stripe or
+        encrypt between their database calls (never inside a transaction)."""
+
+        async def call(function: str, args: Mapping[str, Any]) -> list[dict[str, Any]]:
+            try:
+                return await ConsoleDb(request.app.state.pool).signed_in(
+                    session_hash, lambda calls, member: calls.rows(function, args)
+                )
+            except psycopg.Error as exc:
+                if exc.sqlstate == "LAUTH":
+                    raise SignInRequired from exc
+                raise
+
+        return call
+
     async def show(
         self, request: Request[Any, Any, State], template: str, section: str, work: Work
     ) -> Response[str]:
@@ -107,6 +131,20 @@ class ConsoleSite(Site):
 
         await self.signed_in(request, session_hash, run)
         return self.see_other(then if isinstance(then, str) else then(answer["value"]))
+
+    async def answer(
+        self,
+        request: Request[Any, Any, State],
+        template: str,
+        section: str,
+        work: Callable[[WebCalls, dict[str, str]], Awaitable[dict[str, Any]]],
+    ) -> Response[str]:
+        """A signed-in form answered by a page rather than a redirect: what is shown once (a new API key)
+        must not pass through a URL or a page that can be loaded again."""
+        form = await form_of(request)
+        session_hash = self.check_session_csrf(request, SCOPE, form)
+        context = await self.signed_in(request, session_hash, lambda calls, member: work(calls, form))
+        return self.page(template, section=section, **context)
 
     async def send_login(self, answer: dict[str, Any], token: str) -> None:
         await self.send(

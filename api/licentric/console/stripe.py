@@ -5,7 +5,6 @@ connect and reprocess steps are the HTTP API's own (routes/stripe.py), called wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -14,10 +13,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from licentric.console.site import BASE, CONSOLE_DEPENDENCIES, CONSOLE_EXCEPTION_HANDLERS, SCOPE, ConsoleSite
-from licentric.db import ConsoleDb, WebCalls
+from licentric.db import WebCalls
 from licentric.rate_limit import limit_client
 from licentric.routes.stripe import (
-    Call,
     StripeConnectionPut,
     StripeContext,
     connect,
@@ -40,18 +38,6 @@ def _livemode(value: str | None) -> bool:
 
 def _mode(livemode: bool) -> str:
     return "live" if livemode else "test"
-
-
-def _call(request: Request[Any, Any, State], site: ConsoleSite, session_hash: bytes) -> Call:
-    """One api function per signed-in transaction, for the HTTP API's Stripe steps, which call Stripe
-    between their database calls (never inside a transaction)."""
-
-    async def call(function: str, args: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return await ConsoleDb(request.app.state.pool).signed_in(
-            session_hash, lambda calls, member: calls.rows(function, args)
-        )
-
-    return call
 
 
 def _context(request: Request[Any, Any, State]) -> StripeContext:
@@ -110,7 +96,7 @@ class ConsoleStripe(Controller):
             raise WebError(
                 422, "That did not work", "Paste a restricted key (rk_…) or a signing secret (whsec_…)."
             )
-        await connect(_call(request, site, session_hash), _context(request), data)
+        await connect(site.caller(request, session_hash), _context(request), data)
         return site.see_other(f"{BASE}/stripe?done=connected")
 
     @post("/disconnect")
@@ -119,7 +105,7 @@ class ConsoleStripe(Controller):
     ) -> Response[Any]:
         form = await form_of(request)
         session_hash = site.check_session_csrf(request, SCOPE, form)
-        await disconnect(_call(request, site, session_hash), _context(request), _livemode(form.get("mode")))
+        await disconnect(site.caller(request, session_hash), _context(request), _livemode(form.get("mode")))
         return site.see_other(f"{BASE}/stripe?done=disconnected")
 
     @get("/products")
@@ -132,7 +118,7 @@ class ConsoleStripe(Controller):
         search = request.query_params.get("q", "").strip()[:100]
         session_hash = site.session_hash(request)
         stripe_ctx = _context(request)
-        key = (await _call(request, site, session_hash)("api.get_stripe_api_key", {"livemode": livemode}))[0]
+        key = (await site.caller(request, session_hash)("api.get_stripe_api_key", {"livemode": livemode}))[0]
         if key["api_key_ciphertext"] is None:
             raise WebError(
                 409,
@@ -241,7 +227,7 @@ class ConsoleStripe(Controller):
         event = uuid_or_404(event_id)
         form = await form_of(request)
         session_hash = site.check_session_csrf(request, SCOPE, form)
-        call = _call(request, site, session_hash)
+        call = site.caller(request, session_hash)
         result = (await call("api.reprocess_stripe_event", {"stripe_event_id": event}))[0][
             "reprocess_stripe_event"
         ]

@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -32,7 +31,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter,
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from licentric.crypto import DecryptionError, Purpose, SecretBox
-from licentric.db import StripeDb, TenantDb
+from licentric.db import Call, StripeDb, TenantDb, account_id_of
 from licentric.errors import ApiError
 from licentric.pagination import Page
 from licentric.routes.shapes import ErrorBody, IdempotentOperation, errors
@@ -227,11 +226,6 @@ def key_livemode(api_key: str) -> bool | None:
     return None
 
 
-async def account_id_of(db: TenantDb) -> UUID:
-    """The authenticated account (a secret key is required)."""
-    return (await db.call("api.get_account"))[0]["id"]
-
-
 async def refetch(
     stripe_db: StripeDb, api: StripeApi, account_id: UUID, result: dict[str, Any]
 ) -> dict[str, Any]:
@@ -282,7 +276,7 @@ class StripeConnectionController(Controller):
     ) -> StripeConnectionList:
         """The account's Stripe connections (test, live), each with the webhook URL Stripe posts to."""
         stripe_ctx.require_configured()
-        account_id = await account_id_of(db)
+        account_id = await account_id_of(db.call)
         rows = await db.call("api.list_stripe_connections")
         return StripeConnectionList(data=[stripe_ctx.connection(row, account_id) for row in rows])
 
@@ -299,17 +293,13 @@ class StripeConnectionController(Controller):
         return stripe_ctx.connection(row, account_id)
 
 
-# One api function in one transaction of the caller's (TenantDb.call, or a console session's).
-Call = Callable[[str, Mapping[str, Any]], Awaitable[list[dict[str, Any]]]]
-
-
 async def connect(
     call: Call, stripe_ctx: StripeContext, data: StripeConnectionPut
 ) -> tuple[dict[str, Any], UUID]:
     """Connect Stripe in one mode (PUT /v1/stripe/connection, the console's Stripe page): the connection
     row and the account. With an api_key alone, the webhook endpoint is made in Stripe first."""
     box = stripe_ctx.box
-    account_id = (await call("api.get_account", {}))[0]["id"]
+    account_id = await account_id_of(call)
     api_key = data.api_key.strip() if data.api_key else None
     webhook_secret = data.webhook_secret.strip() if data.webhook_secret else None
     endpoint = None

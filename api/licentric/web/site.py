@@ -85,8 +85,10 @@ def web_error(exc: Exception) -> WebError:
     if isinstance(exc, psycopg.Error):
         return database_error(exc)
     if isinstance(exc, ApiError):
-        # Stripe's failures (stripe_api.py): 422 refused, 502 unreachable, 503 not configured.
-        return WebError(exc.kind.status, "Not available right now", exc.message)
+        # Stripe's failures (stripe_api.py: 422 refused, 502 unreachable, 503 not configured), a webhook
+        # URL the SSRF guard refuses (422).
+        title = "That did not work" if exc.kind.status < 500 else "Not available right now"
+        return WebError(exc.kind.status, title, exc.message)
     if isinstance(exc, PoolTimeout):
         return WebError(503, "Busy", "The service is busy. Please try again in a moment.")
     if isinstance(exc, HTTPException):
