@@ -18,6 +18,7 @@ from litestar.types import Receive, Scope, Send
 from licentric import __version__, worker
 from licentric.console.developers import ConsoleDevelopers
 from licentric.console.pages import ConsolePages
+from licentric.console.settings import ConsoleSettings
 from licentric.console.signin import ConsoleSignInController, root
 from licentric.console.site import ConsoleSite, console_static
 from licentric.console.stripe import ConsoleStripe
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             ConsolePages,
             ConsoleStripe,
             ConsoleDevelopers,
+            ConsoleSettings,
             console_static,
             LicentricPrometheusController,
         ],

@@ -411,7 +411,7 @@ select functions_are(
     'get_member', 'invite_member', 'list_audit_events', 'list_member_invitations', 'list_member_sessions',
     'list_members', 'remove_member', 'revoke_member_invitation', 'revoke_member_session', 'transfer_ownership',
     'update_member_role',
-    'get_console_overview'
+    'get_console_overview', 'update_account'
   ],
   'the api schema exposes exactly the documented functions'
 );

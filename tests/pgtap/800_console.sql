@@ -2,7 +2,7 @@
 -- effective status, Stripe health per mode, webhook delivery health and the
 -- getting-started checklist that ticks itself off, each of its own account.
 begin;
-select plan(12);
+select plan(17);
 \ir licensing_fixtures.sql
 
 select from tests.create_account('A');
@@ -110,6 +110,26 @@ select is(
 select is(
   (api.get_console_overview()).checklist ->> 'policy', 'false',
   'nor has A''s steps ticked'
+);
+
+-- Renaming the account (the Settings page): admin and above, an event
+-- naming the previous name, nothing emitted when nothing changes.
+select from tests.act_as(tests.secret_key('A'));
+select is((api.update_account('  Acme Tools ')).name, 'Acme Tools', 'the account is renamed, trimmed');
+select is(
+  (select row(e.type, e.data -> 'previous_attributes' ->> 'name')::text
+   from api.list_audit_events(type => 'account.updated') as e),
+  row('account.updated', 'A')::text,
+  'the rename is an event naming the previous name'
+);
+select from api.update_account('Acme Tools');
+select is(
+  (select count(*)::integer from api.list_audit_events(type => 'account.updated')),
+  1, 'the same name again emits nothing'
+);
+select throws_ok($$select api.update_account(' ')$$, 'LINVL', null, 'a blank name is refused');
+select throws_ok(
+  $$select api.update_account(repeat('x', 201))$$, 'LINVL', null, 'a name over 200 characters is refused'
 );
 
 select * from finish();

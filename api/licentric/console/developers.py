@@ -351,10 +351,10 @@ async def _confirm(
     async def work(calls: WebCalls, member: dict[str, Any]) -> dict[str, Any]:
         if kind == "keys":
             thing = await calls.one("api.get_api_key", {"api_key_id": object_uuid})
-            label = f"The {thing['kind']} key {thing['redacted']}"
+            label = f"The {thing['kind']} key {thing['redacted']}."
         else:
             thing = await calls.one("api.get_webhook_endpoint", {"endpoint_id": object_uuid})
-            label = f"The endpoint {thing['url']}"
+            label = f"The endpoint {thing['url']}."
         question, button = CONFIRMATIONS[action]
         return {
             "question": question,
@@ -365,7 +365,7 @@ async def _confirm(
             "overlaps": list(ROLL_OVERLAPS) if action == "roll" else [],
         }
 
-    return await site.show(request, "developers_confirm.html", "developers", work)
+    return await site.show(request, "confirm_action.html", "developers", work)
 
 
 async def _switch(

@@ -161,6 +161,58 @@ class ConsoleSignInController(Controller):
             return site.page("link_unusable.html", status=410)
         return site.see_other(BASE, [site.cookies.session(session_id)])
 
+    # Invitations: the mailed link opens a page that changes nothing (GET, HEAD); its button (a POST with
+    # the page's pre-session cookie and CSRF token) accepts and signs the new member in.
+
+    @get("/invitations/accept")
+    async def invitation_page(
+        self, request: Request[Any, Any, State], site: NamedDependency[ConsoleSite]
+    ) -> Response[Any]:
+        keys = site.require_keys()
+        token = request.query_params.get("token", "")
+        peek = await ConsoleDb(request.app.state.pool).visitor(
+            lambda calls: calls.one("service.peek_member_invitation", {"token": token})
+        )
+        login_value, cookies = site.login_cookie(request)
+        if not peek["usable"]:
+            return site.page("link_unusable.html", status=410, cookies=cookies, invitation=True)
+        return site.page(
+            "invitation.html",
+            cookies=cookies,
+            csrf=keys.login_csrf(SCOPE, login_value),
+            peek=peek,
+            token=token,
+        )
+
+    @head("/invitations/accept")
+    async def invitation_head(self) -> Response[None]:
+        return Response(None, status_code=200, media_type="text/html", headers=PAGE_HEADERS)
+
+    @post("/invitations/accept")
+    async def accept_invitation(
+        self, request: Request[Any, Any, State], site: NamedDependency[ConsoleSite]
+    ) -> Response[Any]:
+        """Accept: the address becomes a member and this browser gets a NEW session for it."""
+        form = await form_of(request)
+        site.check_login_csrf(request, SCOPE, form)
+        session_id = new_secret()
+        previous = request.cookies.get(site.cookies.session_name)
+        args = {
+            "token": form.get("token", ""),
+            "session_hash": digest(session_id),
+            "name": form.get("name", "").strip() or None,
+            "replaces_session_hash": digest(previous) if previous else None,
+        }
+        try:
+            await ConsoleDb(request.app.state.pool).visitor(
+                lambda calls: calls.one("service.accept_member_invitation", args)
+            )
+        except psycopg.Error as exc:
+            if exc.sqlstate != "LAUTH":
+                raise
+            return site.page("link_unusable.html", status=410, invitation=True)
+        return site.see_other(f"{BASE}?done=joined", [site.cookies.session(session_id)])
+
     @post("/logout")
     async def logout(
         self, request: Request[Any, Any, State], site: NamedDependency[ConsoleSite]

@@ -52,6 +52,15 @@ DONE = {
     "enabled": "The endpoint was enabled.",
     "disabled": "The endpoint was disabled; its pending deliveries failed.",
     "retried": "The delivery will be sent again now.",
+    "account_renamed": "The account's name was saved.",
+    "portal_saved": "The portal's settings were saved.",
+    "invited": "The invitation is on its way.",
+    "invitation_revoked": "The invitation was revoked: its link no longer works.",
+    "role_changed": "The member's role was changed.",
+    "member_removed": "The member was removed.",
+    "ownership_transferred": "The member is now an owner.",
+    "session_revoked": "The session was ended.",
+    "joined": "Welcome: you are now a member of this account.",
 }
 
 Work = Callable[[WebCalls, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -147,20 +156,46 @@ class ConsoleSite(Site):
         return self.page(template, section=section, **context)
 
     async def send_login(self, answer: dict[str, Any], token: str) -> None:
-        await self.send(
+        await self._mail(
             "login",
-            to=answer["email"],
-            to_name=answer["name"],
-            subject="Your sign-in link for the Licentric console",
-            sender_name="Licentric",
-            what="console sign-in",
+            answer["email"],
+            answer["name"],
+            "Your sign-in link for the Licentric console",
+            "console sign-in",
             name=answer["name"],
             link=self.url(f"/login/confirm?token={token}"),
             expires_at=answer["expires_at"],
             accounts=answer["accounts"] or [],
+        )
+
+    async def send_invitation(self, invitation: dict[str, Any], account_name: str) -> None:
+        await self._mail(
+            "invitation",
+            invitation["email"],
+            None,
+            f"You are invited to {account_name} on Licentric",
+            "console invitation",
+            account_name=account_name,
+            role=invitation["role"],
+            link=self.url(f"/invitations/accept?token={invitation['token']}"),
+            expires_at=invitation["expires_at"],
+        )
+
+    async def _mail(
+        self, template: str, to: str, to_name: str | None, subject: str, what: str, **context: Any
+    ) -> None:
+        """A console mail: Licentric's own look, from Licentric."""
+        await self.send(
+            template,
+            to=to,
+            to_name=to_name,
+            subject=subject,
+            sender_name="Licentric",
+            what=what,
             face={"account_name": "Licentric", "branded": True, "logo_url": None},
             product="Licentric",
             theme=Theme.of(None),
+            **context,
         )
 
 
