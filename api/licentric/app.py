@@ -22,6 +22,7 @@ from licentric.console.settings import ConsoleSettings
 from licentric.console.signin import ConsoleSignInController, root
 from licentric.console.site import ConsoleSite, console_static
 from licentric.console.stripe import ConsoleStripe
+from licentric.console.usage import ConsoleUsage
 from licentric.db import WEB_ROLE, Idempotency, TenantDb, open_pool
 from licentric.errors import ApiError, handle_exception
 from licentric.json_depth import refuse_deep_json
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             ConsoleStripe,
             ConsoleDevelopers,
             ConsoleSettings,
+            ConsoleUsage,
             console_static,
             LicentricPrometheusController,
         ],

@@ -4,7 +4,6 @@ refusal is the page answered (a viewer's POST is LDNID, 403)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -14,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from licentric.console.site import BASE, CONSOLE_DEPENDENCIES, CONSOLE_EXCEPTION_HANDLERS, ConsoleSite
+from licentric.console.usage import usage_series
 from licentric.db import WebCalls
 from licentric.rate_limit import limit_client
 from licentric.web.render import Theme, sparkline
@@ -61,29 +61,12 @@ class ConsolePages(Controller):
     ) -> Response[Any]:
         """Plan and limits, licenses by status, Stripe and webhook health, usage per meter and the
         getting-started checklist."""
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
         async def work(calls: WebCalls, member: dict[str, Any]) -> dict[str, Any]:
             meters = []
             for meter in (await calls.rows("api.list_meters", {"page_limit": 10}))[:10]:
-                usage = await calls.rows(
-                    "api.usage",
-                    {
-                        "meter_id": meter["id"],
-                        "granularity": "day",
-                        "starting_at": today - timedelta(days=SPARK_DAYS - 1),
-                        "ending_at": today + timedelta(days=1),
-                    },
-                )
-                values = [row["value"] for row in usage]
-                meters.append(
-                    {
-                        **meter,
-                        "values": values,
-                        "points": sparkline(values),
-                        "total": sum(v or 0 for v in values),
-                    }
-                )
+                days = await usage_series(calls, meter["id"], "day", SPARK_DAYS)
+                meters.append({**meter, "days": days, "points": sparkline([d["value"] for d in days])})
             return {
                 "account": await calls.one("api.get_account"),
                 "overview": await calls.one("api.get_console_overview"),

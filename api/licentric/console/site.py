@@ -61,6 +61,9 @@ DONE = {
     "ownership_transferred": "The member is now an owner.",
     "session_revoked": "The session was ended.",
     "joined": "Welcome: you are now a member of this account.",
+    "meter_created": "The meter was created.",
+    "budget_created": "The budget was created.",
+    "budget_saved": "The budget was saved.",
 }
 
 Work = Callable[[WebCalls, dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -159,3 +159,26 @@ def sparkline(values: list[Decimal | int | float | None]) -> str:
         f"{round(i * step, 1)},{round(SPARK_HEIGHT - 2 - (n / top) * (SPARK_HEIGHT - 4), 1)}"
         for i, n in enumerate(numbers)
     )
+
+
+SERIES_HEIGHT = 160
+
+
+def series_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The geometry of a usage chart over time: one bar per bucket (oldest first), scaled to the largest
+    value."""
+    top = max((Decimal(r["value"] or 0) for r in rows), default=Decimal(0)) or Decimal(1)
+    width = CHART_WIDTH / max(len(rows), 1)
+    bars = []
+    for i, r in enumerate(rows):
+        height = round(float(Decimal(r["value"] or 0) / top) * SERIES_HEIGHT, 1)
+        bars.append(
+            {
+                **r,
+                "x": round(i * width, 1),
+                "y": round(SERIES_HEIGHT - height, 1),
+                "width": max(round(width - 2, 1), 1),
+                "height": height,
+            }
+        )
+    return {"bars": bars, "width": CHART_WIDTH, "height": SERIES_HEIGHT, "top": top}
