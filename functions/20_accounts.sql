@@ -123,3 +123,37 @@ $$;
 comment on function api.get_account() is
 'The current account: plan, its limits (null = unlimited), current usage counts, and its status (active, or '
 'suspended by the operator, with a reason).';
+
+create or replace function api.update_account(name text)
+returns api.account
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_account_id uuid := private.require_account(member_role => 'admin');
+  v_before text;
+begin
+  if update_account.name is null or length(btrim(update_account.name)) not between 1 and 200
+    or update_account.name ~ '[[:cntrl:]]' then
+    raise exception using errcode = 'LINVL', column = 'name',
+      message = 'name must be 1-200 characters, without control characters';
+  end if;
+  select a.name into v_before from lic.accounts as a where a.account_id = v_account_id for no key update;
+  if v_before is distinct from btrim(update_account.name) then
+    update lic.accounts as a
+    set name = btrim(update_account.name), updated_at = now()
+    where a.account_id = v_account_id;
+    perform private.emit_event(
+      v_account_id, 'account.updated',
+      jsonb_build_object('object', 'account', 'id', v_account_id, 'name', btrim(update_account.name)),
+      jsonb_build_object('name', v_before)
+    );
+  end if;
+  return api.get_account();
+end;
+$$;
+comment on function api.update_account(text) is
+'Rename the account (1-200 characters, trimmed; what the console and the portal''s mail show). Emits '
+'account.updated (the outbox and audit log only) when the name changed. Members: admin or above. Errors: LINVL (422).';

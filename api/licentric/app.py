@@ -16,6 +16,13 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import Receive, Scope, Send
 
 from licentric import __version__, worker
+from licentric.console.developers import ConsoleDevelopers
+from licentric.console.pages import ConsolePages
+from licentric.console.settings import ConsoleSettings
+from licentric.console.signin import ConsoleSignInController, root
+from licentric.console.site import ConsoleSite, console_static
+from licentric.console.stripe import ConsoleStripe
+from licentric.console.usage import ConsoleUsage
 from licentric.db import WEB_ROLE, Idempotency, TenantDb, open_pool
 from licentric.errors import ApiError, handle_exception
 from licentric.json_depth import refuse_deep_json
@@ -138,11 +145,19 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             MemberInvitationController,
             PortalController,
             portal_static,
+            root,
+            ConsoleSignInController,
+            ConsolePages,
+            ConsoleStripe,
+            ConsoleDevelopers,
+            ConsoleSettings,
+            ConsoleUsage,
+            console_static,
             LicentricPrometheusController,
         ],
         dependencies={"db": Provide(provide_tenant_db), "page": Provide(provide_page)},
         lifespan=[database, *([lambda _: worker.running(worker_settings)] if worker_settings else [])],
-        state=State({"settings": settings, "portal": PortalSite(settings)}),
+        state=State({"settings": settings, "portal": PortalSite(settings), "console": ConsoleSite(settings)}),
         middleware=[
             in_process_limit(settings).middleware,
             PrometheusConfig(

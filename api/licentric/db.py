@@ -37,6 +37,15 @@ WORKER_ROLE = "lic_worker"
 
 ATTEMPTS = 3  # serialization failures and deadlocks are retried this often
 
+# One api function in one transaction of the caller's (TenantDb.call, or a console session's: the steps
+# that call Stripe or encrypt between their database calls take one).
+Call = Callable[[str, Mapping[str, Any]], Awaitable[list[dict[str, Any]]]]
+
+
+async def account_id_of(call: Call) -> UUID:
+    """The authenticated account (api.get_account: a secret key or a member; 403 for any other)."""
+    return (await call("api.get_account", {}))[0]["id"]
+
 
 class UnsafeRoleError(RuntimeError):
     """A connection does not log in as the role the process must run as."""
@@ -301,8 +310,8 @@ class StripeDb:
 
 
 @dataclass(frozen=True)
-class PortalCalls:
-    """The api functions one portal transaction calls, in order, on its connection."""
+class WebCalls:
+    """The functions one page's transaction calls, in order, on its connection."""
 
     conn: psycopg.AsyncConnection
 
@@ -316,28 +325,54 @@ class PortalCalls:
 
 
 @dataclass(frozen=True)
-class PortalDb:
-    """The database as a portal visitor reaches it: with no API key. Every function names the portal's
-    slug; a signed-in page runs service.authenticate_portal first and then its own calls, all in one
-    transaction (the customer context lives only in it)."""
+class WebDb:
+    """The database as a web page's visitor reaches it: with no API key. A signed-in page runs its
+    site's authenticate function first and then its own calls, all in one transaction (the context the
+    session proves lives only in it)."""
 
     pool: AsyncConnectionPool
-    slug: str
 
-    async def visitor(self, work: Callable[[PortalCalls], Awaitable[T]]) -> T:
-        """Visitor functions (resolve, request, peek, confirm, logout) in one transaction."""
-        return await _transaction(self.pool, lambda conn: work(PortalCalls(conn)))
+    async def visitor(self, work: Callable[[WebCalls], Awaitable[T]]) -> T:
+        """Signed-out functions (sign-in requests, peeks, confirms, logouts) in one transaction."""
+        return await _transaction(self.pool, lambda conn: work(WebCalls(conn)))
 
-    async def signed_in(
-        self, session_hash: bytes, work: Callable[[PortalCalls, dict[str, Any]], Awaitable[T]]
+    async def authenticated(
+        self,
+        function: str,
+        args: Mapping[str, Any],
+        work: Callable[[WebCalls, dict[str, Any]], Awaitable[T]],
     ) -> T:
-        """work(calls, session) after service.authenticate_portal, in the same transaction."""
+        """work(calls, session) after function(**args) answered the session, in the same transaction."""
 
         async def run(conn: psycopg.AsyncConnection) -> T:
-            calls = PortalCalls(conn)
-            session = await calls.one(
-                "service.authenticate_portal", {"slug": self.slug, "session_hash": session_hash}
-            )
-            return await work(calls, session)
+            calls = WebCalls(conn)
+            return await work(calls, await calls.one(function, args))
 
         return await _transaction(self.pool, run)
+
+
+@dataclass(frozen=True)
+class PortalDb(WebDb):
+    """A portal's pages: every function names the portal's slug."""
+
+    slug: str
+
+    async def signed_in(
+        self, session_hash: bytes, work: Callable[[WebCalls, dict[str, Any]], Awaitable[T]]
+    ) -> T:
+        """work(calls, session) after service.authenticate_portal, in the same transaction."""
+        args = {"slug": self.slug, "session_hash": session_hash}
+        return await self.authenticated("service.authenticate_portal", args, work)
+
+
+@dataclass(frozen=True)
+class ConsoleDb(WebDb):
+    """The tenant console's pages: a session is a member of one account (decision 76)."""
+
+    async def signed_in(
+        self, session_hash: bytes, work: Callable[[WebCalls, dict[str, Any]], Awaitable[T]]
+    ) -> T:
+        """work(calls, member) after service.authenticate_console (which sets the member's context), in
+        the same transaction."""
+        args = {"session_hash": session_hash}
+        return await self.authenticated("service.authenticate_console", args, work)

@@ -52,6 +52,7 @@ ENABLED_EVENTS = (
 # network error, a 409 or a 5xx (the SDK adds idempotency keys to retried POSTs).
 TIMEOUT_SECONDS = 10.0
 NETWORK_RETRIES = 2
+PICKER_PAGE = 10  # products on one page of the console's picker
 PAGE_SIZE = 100
 # Stripe ids go into request paths: letters, digits and underscores only.
 STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
@@ -131,6 +132,28 @@ class StripeApi:
 
     async def delete_webhook_endpoint(self, endpoint_id: str) -> None:
         await self._request("delete", f"/v1/webhook_endpoints/{_path_id(endpoint_id, 'webhook endpoint')}")
+
+    async def list_products(
+        self, *, search: str | None = None, starting_after: str | None = None, page: str | None = None
+    ) -> dict[str, Any]:
+        """One page of the active products (PICKER_PAGE), newest first: a list, or with search a search
+        result by name (Stripe's search query, the term quoted), whose next page is named by page."""
+        if search:
+            term = search.replace("\\", "\\\\").replace('"', '\\"')
+            params: dict[str, Any] = {"query": f'active:"true" AND name~"{term}"', "limit": PICKER_PAGE}
+            if page:
+                params["page"] = page
+            return await self._request("get", "/v1/products/search", **params)
+        params = {"active": "true", "limit": PICKER_PAGE}
+        if starting_after:
+            params["starting_after"] = _path_id(starting_after, "product")
+        return await self._request("get", "/v1/products", **params)
+
+    async def list_prices(self, product_id: str) -> list[dict[str, Any]]:
+        """Every active price of a product."""
+        params = {"product": product_id, "active": "true", "limit": PAGE_SIZE}
+        first = await self._request("get", "/v1/prices", **params)
+        return await self._rest_of_list("/v1/prices", first, product=product_id, active="true")
 
     async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         """The subscription with all its items in items.data, even past the first page of ten."""

@@ -408,14 +408,10 @@ select functions_are(
     'list_webhook_deliveries', 'list_webhook_endpoints', 'replay_webhook_endpoint', 'retry_webhook_delivery',
     'rotate_webhook_endpoint_secret', 'send_test_webhook', 'update_webhook_endpoint', 'webhook_endpoint_secrets',
     'get_portal_settings', 'update_portal_settings',
-    'get_member',
-    'invite_member',
-    'list_audit_events',
-    'list_member_invitations',
-    'list_member_sessions',
-    'list_members',
-    'remove_member',
-    'revoke_member_invitation', 'revoke_member_session', 'transfer_ownership', 'update_member_role'
+    'get_member', 'invite_member', 'list_audit_events', 'list_member_invitations', 'list_member_sessions',
+    'list_members', 'remove_member', 'revoke_member_invitation', 'revoke_member_session', 'transfer_ownership',
+    'update_member_role',
+    'get_console_overview', 'update_account'
   ],
   'the api schema exposes exactly the documented functions'
 );

@@ -116,8 +116,8 @@ select set_eq(
     'delete_stripe_connection', 'delete_stripe_mapping', 'detach_entitlement', 'get_stripe_api_key',
     'heartbeat_machine', 'put_stripe_connection', 'reinstate_license', 'remove_license_entitlement',
     'remove_license_user', 'renew_license', 'reprocess_stripe_event', 'revoke_agent', 'roll_agent_token',
-    'set_license_entitlement', 'stripe_billing_portal_target', 'suspend_license', 'transfer_machine', 'update_agent',
-    'update_budget', 'update_customer', 'update_entitlement', 'update_license', 'update_license_policy',
+    'set_license_entitlement', 'stripe_billing_portal_target', 'suspend_license', 'transfer_machine', 'update_account',
+    'update_agent', 'update_budget', 'update_customer', 'update_entitlement', 'update_license', 'update_license_policy',
     'update_portal_settings'
   ],
   'the rest is the admin''s: licensing, customers, agents, budgets, Stripe, the portal'

@@ -7,10 +7,12 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from console_support import forget_link_requests, member
 from litestar.testing import AsyncTestClient
 from psycopg import sql
 
@@ -21,6 +23,7 @@ from licentric.migrate import migrate
 from licentric.settings import Settings
 
 from fake_stripe import FakeStripe
+from portal_support import portal_client
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The test server holds many Licentric databases at once; the CLIs the tests start may migrate beside them.
@@ -122,6 +125,30 @@ def make_client(settings: Settings, request: pytest.FixtureRequest) -> Callable[
         return AsyncTestClient(app=create_app(replace(base, **changes)))
 
     return make
+
+
+@pytest.fixture
+def mail_dir(tmp_path: Path) -> Path:
+    """Where the development mail backend writes the test's messages (file://)."""
+    return tmp_path / "mail"
+
+
+@pytest.fixture
+async def web(
+    settings: Settings, mail_dir: Path, database_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[AsyncTestClient]:
+    """A browser of the portal and the console (over https: the cookies are Secure), mail going to
+    mail_dir, Stripe's API at fake_stripe when the test uses it. Every test client comes from one
+    address, which may ask for 20 console links an hour: a test starts with none counted."""
+    forget_link_requests(database_url)
+    async with portal_client(_stripe_at_fake(request, settings), mail_dir) as client:
+        yield client
+
+
+@pytest.fixture
+def owner(account: Account, database_url: str) -> str:
+    """An owner of the account (a console member), with an address of its own."""
+    return member(database_url, account.id, "owner", "Olive Owner")
 
 
 @pytest.fixture

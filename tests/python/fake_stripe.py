@@ -172,6 +172,32 @@ class FakeStripe:
                 return _error(401, f"Invalid API Key provided: {key[:8]}****")
             return self._route(method, path, params, headers, key)
 
+    def _list(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Products (a list, or a search by name~"term") and a product's prices, newest first."""
+        kind = "price" if path == "/v1/prices" else "product"
+        items = [
+            copy.deepcopy(obj)
+            for obj in reversed(self._objects.values())
+            if obj.get("object") == kind
+            and obj.get("active", True)
+            and (kind == "product" or obj.get("product") == params.get("product"))
+        ]
+        if path.endswith("/search"):
+            term = re.search(r'name~"((?:[^"\\]|\\.)*)"', str(params.get("query", "")))
+            needle = re.sub(r"\\(.)", r"\1", term.group(1)).lower() if term else ""
+            found = [item for item in items if needle in str(item.get("name", "")).lower()]
+            start = int(params.get("page") or 0)
+            limit = int(params.get("limit") or PAGE)
+            more = start + limit < len(found)
+            return {
+                "object": "search_result",
+                "data": found[start : start + limit],
+                "has_more": more,
+                "next_page": str(start + limit) if more else None,
+                "url": path,
+            }
+        return _page(items, params, path)
+
     def _missing(self, kind: str, id_: str, param: str = "id") -> tuple[int, dict[str, Any]]:
         return _error(404, f"No such {kind}: '{id_}'", code="resource_missing", param=param)
 
@@ -227,6 +253,8 @@ class FakeStripe:
             if "line_items" in (params.get("expand") or []):
                 session["line_items"] = _embedded(data, f"/v1/checkout/sessions/{session['id']}/line_items")
             return 200, session
+        if method == "GET" and path in ("/v1/products", "/v1/products/search", "/v1/prices"):
+            return 200, self._list(path, params)
         if method == "GET" and path == "/v1/invoice_payments":
             payment = params.get("payment") or {}
             intent = payment.get("payment_intent") if isinstance(payment, dict) else None

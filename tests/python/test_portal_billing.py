@@ -4,28 +4,13 @@ Stripe customer, returning to the portal, tested against the local fake Stripe."
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from portal_support import add_customer, add_license, csrf_of, open_portal, portal_client, sign_in
+from portal_support import add_customer, add_license, csrf_of, open_portal, sign_in
 from stripe_support import connect, new_id
 
 
 def api_key() -> str:
     return f"rk_test_{secrets.token_hex(24)}"
-
-
-@pytest.fixture
-def mail_dir(tmp_path: Path) -> Path:
-    return tmp_path / "mail"
-
-
-@pytest.fixture
-async def web(settings, mail_dir, fake_stripe) -> AsyncIterator:
-    async with portal_client(settings, mail_dir, stripe_api_base=fake_stripe.url) as client:
-        yield client
 
 
 async def paying_customer(web, account, database_url, fake_stripe, address: str = "alice@example.com"):

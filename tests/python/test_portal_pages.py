@@ -4,9 +4,7 @@ machines, team, billing page; branding; errors as HTML pages."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -25,17 +23,6 @@ from portal_support import (
     text_of,
 )
 from support import assert_error, bearer, create_key
-
-
-@pytest.fixture
-def mail_dir(tmp_path: Path) -> Path:
-    return tmp_path / "mail"
-
-
-@pytest.fixture
-async def web(settings, mail_dir) -> AsyncIterator:
-    async with portal_client(settings, mail_dir) as client:
-        yield client
 
 
 async def test_a_customer_signs_in_and_sees_the_plan(web, account, database_url, mail_dir):
@@ -170,7 +157,7 @@ async def test_a_free_portal_has_licentrics_look(web, account, database_url):
     assert "Sign in to Test account" in page.text
     assert "Customer portal by Licentric" in page.text
     assert "<img" not in page.text
-    css = await web.get("/portal/static/portal.css")
+    css = await web.get("/portal/static/site.css")
     assert css.status_code == 200 and ":focus-visible" in css.text
 
 

@@ -11,9 +11,7 @@ import hashlib
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import httpx
 import pytest
@@ -40,17 +38,6 @@ from portal_support import (
     sign_in,
 )
 from processes import free_port
-
-
-@pytest.fixture
-def mail_dir(tmp_path: Path) -> Path:
-    return tmp_path / "mail"
-
-
-@pytest.fixture
-async def web(settings, mail_dir) -> AsyncIterator:
-    async with portal_client(settings, mail_dir) as client:
-        yield client
 
 
 @pytest.fixture

@@ -9,48 +9,43 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from litestar import Controller, Request, Response, get, head, post
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import CacheControlHeader, Cookie, State
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException
 from litestar.middleware.rate_limit import get_remote_address
 from litestar.params import FromPath
 from litestar.response import Redirect
-from litestar.static_files import create_static_files_router
-from psycopg_pool import PoolTimeout
 
 from licentric.crypto import DecryptionError, SecretBox
-from licentric.db import PortalCalls, PortalDb
-from licentric.errors import REGISTRY, STANDARD, ApiError
-from licentric.mail import build_message, mailer_for, parse_address, send_quietly
-from licentric.portal.render import STATIC, Theme, environment, usage_chart
-from licentric.portal.security import CookieJar, Keys, digest, new_secret
+from licentric.db import PortalDb, WebCalls
+from licentric.errors import ApiError
 from licentric.rate_limit import limit_client
 from licentric.settings import Settings
 from licentric.stripe_api import StripeApi
+from licentric.web.render import Theme, usage_chart
+from licentric.web.security import digest, new_secret
+from licentric.web.site import (
+    PAGE_HEADERS,
+    PAGE_ROWS,
+    SignInRequired,
+    Site,
+    WebError,
+    form_of,
+    page_cut,
+    static_files,
+    uuid_or_404,
+    web_error,
+)
 
 log = logging.getLogger("licentric.portal")
 
-# On every page: never cached (pages carry CSRF tokens and the link's token), never sent as a Referer
-# (the confirm page's URL holds the token; a branded logo is fetched from elsewhere), never framed, and
-# nothing runs: there is no script at all.
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self' https:; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
-
-PAGE_ROWS = 50  # machines and members on one page
+TEMPLATES = Path(__file__).parent / "templates"
 
 # What a finished action says on the page it returns to (?done=…): fixed texts, so a link cannot make
 # the portal say anything else.
@@ -62,169 +57,48 @@ DONE = {
 }
 
 
-class PortalError(Exception):
-    """A page to answer with instead of the one asked for."""
-
-    def __init__(self, status: int, title: str, message: str, face: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.title = title
-        self.message = message
-        self.face = face
-
-
-class SignInRequired(Exception):
-    """No session, or one SQL no longer honours (service.authenticate_portal's LAUTH)."""
-
-
-def _database_error(exc: psycopg.Error, face: dict[str, Any] | None) -> PortalError:
-    sqlstate = exc.sqlstate or ""
-    if sqlstate == "LNTFD":
-        return PortalError(404, "Not found", "There is nothing here, or it is not yours to see.", face)
-    kind = REGISTRY.get(sqlstate) or STANDARD.get(sqlstate)
-    if kind is not None and kind.status < 500:
-        return PortalError(kind.status, "That did not work", exc.diag.message_primary or kind.code, face)
-    if kind is not None or isinstance(exc, psycopg.OperationalError):
-        return PortalError(503, "Busy", "The service is busy. Please try again in a moment.", face)
-    log.error("unmapped database error %s in the portal", sqlstate, exc_info=exc)
-    return PortalError(500, "Something went wrong", "An internal error occurred; it has been logged.", face)
-
-
-class PortalSite:
-    """What every portal request shares, made once per app (create_app): settings, templates, cookie
-    names, keys and the mail backend."""
+class PortalSite(Site):
+    """The portal's site: its pages are a portal's face (the slug's account and branding), its CSRF
+    tokens are bound to the slug."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.env = environment()
-        self.cookies = CookieJar(settings.portal_secure_cookies)
-        self.keys = Keys(settings.secret_key) if settings.secret_key else None
-        self.mailer = mailer_for(settings.mail_url)
-        self.sender = parse_address(settings.mail_from)
-
-    def require_keys(self) -> Keys:
-        if self.keys is None:
-            raise PortalError(
-                503,
-                "Not available",
-                "The portal is not configured on this server (LICENTRIC_SECRET_KEY is not set).",
-            )
-        return self.keys
+        super().__init__(settings, "portal", TEMPLATES)
 
     def url(self, slug: str, path: str = "") -> str:
         """An absolute portal URL, always from LICENTRIC_PUBLIC_URL, never from the request's Host."""
         return f"{self.settings.base_url}/portal/{slug}{path}"
 
-    # Rendering.
-
-    def page(
-        self,
-        template: str,
-        *,
-        status: int = 200,
-        face: dict[str, Any] | None,
-        cookies: list[Cookie] | None = None,
-        background: BackgroundTask | None = None,
-        **context: Any,
-    ) -> Response[str]:
-        values: dict[str, Any] = {
+    def defaults(self, context: dict[str, Any]) -> dict[str, Any]:
+        face = context.get("face")
+        slug = face["slug"] if face else None
+        return {
             "face": face,
-            "slug": face["slug"] if face else None,
+            "slug": slug,
             "product": (face.get("product_name") or face.get("account_name")) if face else "Licentric",
-            "session": None,
-            "csrf": None,
-            "error": None,
-            "notice": None,
-            "license": None,
-            "section": None,
-            **context,
+            "license": context.get("license"),
+            "base": f"/portal/{slug}" if slug else None,
         }
-        values["base"] = f"/portal/{values['slug']}" if values["slug"] else None
-        return Response(
-            self.env.get_template(template).render(values),
-            status_code=status,
-            media_type="text/html",
-            headers=PAGE_HEADERS,
-            cookies=cookies or [],
-            background=background,
-        )
-
-    def see_other(self, path: str, cookies: list[Cookie] | None = None) -> Redirect:
-        return Redirect(path, status_code=303, headers=PAGE_HEADERS, cookies=cookies or [])
-
-    def error_page(self, error: PortalError) -> Response[str]:
-        return self.page(
-            "error.html", status=error.status, face=error.face, title=error.title, message=error.message
-        )
-
-    # Sessions and CSRF.
-
-    def login_cookie(self, request: Request[Any, Any, Any]) -> tuple[str, list[Cookie]]:
-        """The pre-session cookie's value, and the cookie to set when the browser has none yet."""
-        value = request.cookies.get(self.cookies.login_name)
-        if value:
-            return value, []
-        value = new_secret()
-        return value, [self.cookies.login(value)]
-
-    def check_login_csrf(self, request: Request[Any, Any, Any], slug: str, form: dict[str, str]) -> None:
-        keys = self.require_keys()
-        value = request.cookies.get(self.cookies.login_name)
-        if not value or not keys.same(keys.login_csrf(slug, value), form.get("csrf_token")):
-            raise PortalError(
-                403,
-                "Please try again",
-                "This form has expired or did not come from this site. Reload the page (your browser must "
-                "accept cookies from this site) and send it again.",
-            )
-
-    def check_session_csrf(self, request: Request[Any, Any, Any], slug: str, form: dict[str, str]) -> bytes:
-        """The session hash, once the form's CSRF token proves it came from a page of this session."""
-        keys = self.require_keys()
-        value = request.cookies.get(self.cookies.session_name)
-        session_hash = digest(value) if value else None
-        if session_hash is None or not keys.same(
-            keys.session_csrf(slug, session_hash), form.get("csrf_token")
-        ):
-            raise PortalError(
-                403,
-                "Please try again",
-                "This form has expired or did not come from this site. Go back, reload the page and send "
-                "it again.",
-            )
-        return session_hash
-
-    def session_hash(self, request: Request[Any, Any, Any]) -> bytes:
-        value = request.cookies.get(self.cookies.session_name)
-        if not value:
-            raise SignInRequired
-        return digest(value)
 
     async def signed_in(
         self,
         pool: Any,
         slug: str,
         session_hash: bytes,
-        work: Callable[[PortalCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]],
+        work: Callable[[WebCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
         """work(calls, session, face) after service.authenticate_portal and service.resolve_portal, in one
         transaction; the page's context with its session, face and CSRF token. LAUTH is SignInRequired;
         other database errors become error pages with the portal's face."""
         seen: dict[str, Any] = {}
 
-        async def run(calls: PortalCalls, session: dict[str, Any]) -> dict[str, Any]:
+        async def run(calls: WebCalls, session: dict[str, Any]) -> dict[str, Any]:
             face = await calls.one("service.resolve_portal", {"slug": slug})
             seen["face"] = face
             return {"session": session, "face": face, **await work(calls, session, face)}
 
-        try:
-            context = await PortalDb(pool, slug).signed_in(session_hash, run)
-        except psycopg.Error as exc:
-            if exc.sqlstate == "LAUTH":
-                raise SignInRequired from exc
-            raise _database_error(exc, seen.get("face")) from exc
-        context["csrf"] = self.require_keys().session_csrf(slug, session_hash)
-        return context
+        return await self.signed_in_context(
+            slug, session_hash, PortalDb(pool, slug).signed_in(session_hash, run), lambda: seen.get("face")
+        )
 
     async def is_signed_in(self, pool: Any, slug: str, session_hash: bytes) -> bool:
         try:
@@ -237,19 +111,21 @@ class PortalSite:
 
     # Mail, sent by background tasks after the page has answered.
 
-    def _message(
+    async def _mail(
         self, template: str, face: dict[str, Any], to: str, to_name: str | None, subject: str, **context: Any
-    ) -> Any:
+    ) -> None:
         product = face.get("product_name") or face.get("account_name") or "Licentric"
-        values = {"face": face, "product": product, "theme": Theme.of(face), **context}
-        return build_message(
-            sender=self.sender,
-            sender_name=product,
+        await self.send(
+            template,
             to=to,
             to_name=to_name,
             subject=subject.format(product=product),
-            text=self.env.get_template(f"email/{template}.txt").render(values),
-            html=self.env.get_template(f"email/{template}.html").render(values),
+            sender_name=product,
+            what="sign-in" if template == "login" else "invitation",
+            face=face,
+            product=product,
+            theme=Theme.of(face),
+            **context,
         )
 
     def link(self, face: dict[str, Any], token: str) -> str:
@@ -257,7 +133,7 @@ class PortalSite:
 
     async def send_login(self, answer: dict[str, Any], token: str) -> None:
         face = answer["portal"]
-        message = self._message(
+        await self._mail(
             "login",
             face,
             answer["email"],
@@ -268,27 +144,24 @@ class PortalSite:
             expires_at=answer["expires_at"],
             login_url=self.url(face["slug"], "/login"),
         )
-        await send_quietly(self.mailer, message, "sign-in")
 
     async def send_invite(
         self, answer: dict[str, Any], token: str, inviter: dict[str, Any], license_: dict[str, Any]
     ) -> None:
         face = answer["portal"]
-        inviter_name = inviter["name"] or inviter["email"]
-        message = self._message(
+        await self._mail(
             "invite",
             face,
             answer["email"],
             answer["name"],
             "You have a seat on {product}",
             name=answer["name"],
-            inviter=inviter_name,
+            inviter=inviter["name"] or inviter["email"],
             plan=license_["policy_name"],
             link=self.link(face, token),
             expires_at=answer["expires_at"],
             login_url=self.url(face["slug"], "/login"),
         )
-        await send_quietly(self.mailer, message, "invitation")
 
 
 async def _nothing() -> dict[str, Any]:
@@ -299,51 +172,13 @@ def provide_site(state: State) -> PortalSite:
     return state.portal
 
 
-async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
-
-
-def _uuid(value: str | None, *, missing_ok: bool = False) -> UUID | None:
-    """A UUID from a URL or form; anything else is a 404 (a page that cannot exist)."""
-    if not value and missing_ok:
-        return None
-    try:
-        return UUID(value or "")
-    except ValueError:
-        raise PortalError(404, "Not found", "There is nothing here, or it is not yours to see.") from None
-
-
-def _page_cut(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
-    """A keyset page: its rows and the cursor of the next page, if any."""
-    if len(rows) > PAGE_ROWS:
-        return rows[:PAGE_ROWS], str(rows[PAGE_ROWS - 1]["id" if "id" in rows[0] else "customer_id"])
-    return rows, None
-
-
 def portal_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Every portal error is an HTML page with the right status (or, signed out, the sign-in page)."""
     site: PortalSite = request.app.state.portal
     slug = str(request.path_params.get("slug", "")).lower()
     if isinstance(exc, SignInRequired):
         return site.see_other(f"/portal/{slug}/login", [site.cookies.expired(site.cookies.session_name)])
-    if isinstance(exc, PortalError):
-        error = exc
-    elif isinstance(exc, psycopg.Error):
-        error = _database_error(exc, None)
-    elif isinstance(exc, ApiError):
-        # Stripe's failures (stripe_api.py): 422 refused, 502 unreachable, 503 not configured.
-        error = PortalError(exc.kind.status, "Billing is not available right now", exc.message)
-    elif isinstance(exc, PoolTimeout):
-        error = PortalError(503, "Busy", "The service is busy. Please try again in a moment.")
-    elif isinstance(exc, HTTPException):
-        status = exc.status_code
-        title = "Not found" if status == 404 else "That did not work"
-        error = PortalError(status, title, "There is nothing here." if status == 404 else str(exc.detail))
-    else:
-        log.exception("unhandled error in the portal", exc_info=exc)
-        error = PortalError(500, "Something went wrong", "An internal error occurred; it has been logged.")
-    return site.error_page(error)
+    return site.error_page(web_error(exc))
 
 
 PORTAL_DEPENDENCIES = {"site": Provide(provide_site, sync_to_thread=False)}
@@ -391,14 +226,14 @@ class PortalController(Controller):
         """Ask for a sign-in link. The answer is the same page and status whatever happened: the
         address unknown, rate limited or sent (the mail leaves from a background task)."""
         slug = slug.lower()
-        form = await _form(request)
+        form = await form_of(request)
         site.check_login_csrf(request, slug, form)
         keys = site.require_keys()
         address = keys.address_hash(get_remote_address(request))
         token = new_secret()
         email = form.get("email", "").strip()
 
-        async def work(calls: PortalCalls) -> tuple[dict[str, Any], dict[str, Any]]:
+        async def work(calls: WebCalls) -> tuple[dict[str, Any], dict[str, Any]]:
             face = await calls.one("service.resolve_portal", {"slug": slug})
             answer = await calls.one(
                 "service.request_portal_login",
@@ -439,7 +274,7 @@ class PortalController(Controller):
         slug = slug.lower()
         token = request.query_params.get("token", "")
 
-        async def work(calls: PortalCalls) -> tuple[dict[str, Any], dict[str, Any]]:
+        async def work(calls: WebCalls) -> tuple[dict[str, Any], dict[str, Any]]:
             face = await calls.one("service.resolve_portal", {"slug": slug})
             peek = await calls.one("service.peek_portal_login", {"slug": slug, "token_hash": digest(token)})
             return face, peek
@@ -470,7 +305,7 @@ class PortalController(Controller):
         """Spend the link and start a NEW session: a fresh random id, of which SQL keeps only the hash;
         the browser's previous session (if any) is ended in the same transaction."""
         slug = slug.lower()
-        form = await _form(request)
+        form = await form_of(request)
         site.check_login_csrf(request, slug, form)
         pool = request.app.state.pool
         session_id = new_secret()
@@ -501,7 +336,7 @@ class PortalController(Controller):
     ) -> Response[Any]:
         """Sign out: the session is deleted in SQL and the cookie in the browser."""
         slug = slug.lower()
-        session_hash = site.check_session_csrf(request, slug, await _form(request))
+        session_hash = site.check_session_csrf(request, slug, await form_of(request))
         await PortalDb(request.app.state.pool, slug).visitor(
             lambda calls: calls.one("service.logout_portal", {"slug": slug, "session_hash": session_hash})
         )
@@ -531,7 +366,7 @@ class PortalController(Controller):
         """Plans, status, renewal or expiry, and a banner while a payment is in its grace period."""
         slug = slug.lower()
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             rows = await calls.rows("service.list_portal_licenses", {"page_limit": 100})
             return {"licenses": rows[:100], "more_licenses": len(rows) > 100}
 
@@ -548,9 +383,9 @@ class PortalController(Controller):
     ) -> Response[Any]:
         """One license: its plan, effective entitlements and usage against its budgets this period."""
         slug = slug.lower()
-        license_uuid = _uuid(license_id)
+        license_uuid = uuid_or_404(license_id)
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("service.get_portal_license", {"license_id": license_uuid})
             entitlements = await calls.rows("service.list_portal_entitlements", {"license_id": license_uuid})
             budgets = await calls.rows("service.list_portal_budgets", {"license_id": license_uuid})
@@ -570,15 +405,15 @@ class PortalController(Controller):
         status: int = 200,
         error: str | None = None,
     ) -> Response[Any]:
-        after = _uuid(request.query_params.get("after"), missing_ok=True)
+        after = uuid_or_404(request.query_params.get("after"), missing_ok=True)
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("service.get_portal_license", {"license_id": license_id})
             rows = await calls.rows(
                 "service.list_portal_machines",
                 {"license_id": license_id, "page_limit": PAGE_ROWS, "starting_after": after},
             )
-            machines, next_after = _page_cut(rows)
+            machines, next_after = page_cut(rows)
             # Where a machine may move: the other licenses this customer owns (SQL decides again).
             owned = [
                 row
@@ -603,7 +438,7 @@ class PortalController(Controller):
     ) -> Response[Any]:
         """A license's machines: deactivate one, or move it to another license the customer owns."""
         return await self._machines(
-            request, site, slug.lower(), _uuid(license_id), site.session_hash(request)
+            request, site, slug.lower(), uuid_or_404(license_id), site.session_hash(request)
         )
 
     async def _act(
@@ -614,19 +449,18 @@ class PortalController(Controller):
         session_hash: bytes,
         function: str,
         args: dict[str, Any],
-        after: Callable[[PortalCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]]
-        | None = None,
+        after: Callable[[WebCalls, dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> tuple[dict[str, Any] | None, tuple[int, str] | None]:
         """One action in one signed-in transaction: its context, or the (status, message) of a refusal
         the page shows beside its form (a 404 stays an error page of its own)."""
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             result = await calls.one(function, args)
             return await after(calls, session, result) if after else {"result": result}
 
         try:
             return await site.signed_in(request.app.state.pool, slug, session_hash, work), None
-        except PortalError as error:
+        except WebError as error:
             if error.status in (400, 403, 409, 422):
                 return None, (error.status, error.message)
             raise
@@ -641,8 +475,8 @@ class PortalController(Controller):
         machine_id: FromPath[str],
     ) -> Response[Any]:
         slug = slug.lower()
-        session_hash = site.check_session_csrf(request, slug, await _form(request))
-        license_uuid, machine_uuid = _uuid(license_id), _uuid(machine_id)
+        session_hash = site.check_session_csrf(request, slug, await form_of(request))
+        license_uuid, machine_uuid = uuid_or_404(license_id), uuid_or_404(machine_id)
         _, refused = await self._act(
             request,
             site,
@@ -667,10 +501,10 @@ class PortalController(Controller):
         machine_id: FromPath[str],
     ) -> Response[Any]:
         slug = slug.lower()
-        form = await _form(request)
+        form = await form_of(request)
         session_hash = site.check_session_csrf(request, slug, form)
-        license_uuid, machine_uuid = _uuid(license_id), _uuid(machine_id)
-        target = _uuid(form.get("license_id"))
+        license_uuid, machine_uuid = uuid_or_404(license_id), uuid_or_404(machine_id)
+        target = uuid_or_404(form.get("license_id"))
         _, refused = await self._act(
             request,
             site,
@@ -697,15 +531,15 @@ class PortalController(Controller):
         error: str | None = None,
         form: dict[str, str] | None = None,
     ) -> Response[Any]:
-        after = _uuid(request.query_params.get("after"), missing_ok=True)
+        after = uuid_or_404(request.query_params.get("after"), missing_ok=True)
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("service.get_portal_license", {"license_id": license_id})
             rows = await calls.rows(
                 "service.list_portal_members",
                 {"license_id": license_id, "page_limit": PAGE_ROWS, "starting_after": after},
             )
-            members, next_after = _page_cut(rows)
+            members, next_after = page_cut(rows, "customer_id")
             return {"license": license_, "members": members, "next_after": next_after}
 
         context = await site.signed_in(request.app.state.pool, slug, session_hash, work)
@@ -729,7 +563,9 @@ class PortalController(Controller):
         license_id: FromPath[str],
     ) -> Response[Any]:
         """A license's team: owners invite by email (within the seats) and remove members."""
-        return await self._team(request, site, slug.lower(), _uuid(license_id), site.session_hash(request))
+        return await self._team(
+            request, site, slug.lower(), uuid_or_404(license_id), site.session_hash(request)
+        )
 
     @post("/licenses/{license_id:str}/team")
     async def invite_member(
@@ -742,17 +578,15 @@ class PortalController(Controller):
         """Give an address a seat, then send it a sign-in link for this portal (in the same transaction
         its token is issued; the mail leaves after the answer)."""
         slug = slug.lower()
-        form = await _form(request)
+        form = await form_of(request)
         session_hash = site.check_session_csrf(request, slug, form)
         keys = site.require_keys()
-        license_uuid = _uuid(license_id)
+        license_uuid = uuid_or_404(license_id)
         email, name = form.get("email", "").strip(), form.get("name", "").strip() or None
         token = new_secret()
         address = keys.address_hash(get_remote_address(request))
 
-        async def after(
-            calls: PortalCalls, session: dict[str, Any], member: dict[str, Any]
-        ) -> dict[str, Any]:
+        async def after(calls: WebCalls, session: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
             license_ = await calls.one("service.get_portal_license", {"license_id": license_uuid})
             answer = await calls.one(
                 "service.request_portal_login",
@@ -802,8 +636,8 @@ class PortalController(Controller):
         customer_id: FromPath[str],
     ) -> Response[Any]:
         slug = slug.lower()
-        session_hash = site.check_session_csrf(request, slug, await _form(request))
-        license_uuid, customer_uuid = _uuid(license_id), _uuid(customer_id)
+        session_hash = site.check_session_csrf(request, slug, await form_of(request))
+        license_uuid, customer_uuid = uuid_or_404(license_id), uuid_or_404(customer_id)
         _, refused = await self._act(
             request,
             site,
@@ -825,7 +659,7 @@ class PortalController(Controller):
         """Where the Stripe Customer Portal opens, when the customer pays through Stripe."""
         slug = slug.lower()
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             billing = await calls.one("service.get_portal_billing", {})
             return {
                 "billing_available": bool(billing["stripe_customer_id"] and billing["api_key_ciphertext"])
@@ -840,20 +674,20 @@ class PortalController(Controller):
     ) -> Response[Any]:
         """Open a Stripe Customer Portal session for the signed-in customer, returning to this portal."""
         slug = slug.lower()
-        session_hash = site.check_session_csrf(request, slug, await _form(request))
+        session_hash = site.check_session_csrf(request, slug, await form_of(request))
         secret_key = site.settings.secret_key
         if secret_key is None:
-            raise PortalError(503, "Billing is not available", "Billing is not configured on this server.")
+            raise WebError(503, "Billing is not available", "Billing is not configured on this server.")
         return_url = site.url(slug)
 
-        async def work(calls: PortalCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
+        async def work(calls: WebCalls, session: dict[str, Any], face: dict[str, Any]) -> dict[str, Any]:
             billing = await calls.one("service.get_portal_billing", {"return_url": return_url})
             return {"billing": billing}
 
         context = await site.signed_in(request.app.state.pool, slug, session_hash, work)
         billing, face = context["billing"], context["face"]
         if not (billing["stripe_customer_id"] and billing["api_key_ciphertext"]):
-            raise PortalError(
+            raise WebError(
                 409, "Billing is not available", "There is no billing account to manage for you here.", face
             )
         try:
@@ -862,7 +696,7 @@ class PortalController(Controller):
             )
         except DecryptionError as exc:
             log.error("the Stripe key of portal %s does not decrypt: %s", slug, exc)
-            raise PortalError(
+            raise WebError(
                 503, "Billing is not available", "Billing is not available right now; please try later.", face
             ) from exc
         try:
@@ -872,20 +706,14 @@ class PortalController(Controller):
                 )
         except ApiError as exc:
             log.error("opening a Stripe portal session for portal %s failed: %s", slug, exc.message)
-            raise PortalError(
+            raise WebError(
                 502, "Billing is not available", "Billing is not available right now; please try later.", face
             ) from exc
         return Redirect(url, status_code=303, headers=PAGE_HEADERS)
 
     @get("/{rest:path}")
     async def not_found(self, slug: FromPath[str], rest: FromPath[str]) -> Response[Any]:
-        raise PortalError(404, "Not found", "There is nothing here.")
+        raise WebError(404, "Not found", "There is nothing here.")
 
 
-portal_static = create_static_files_router(
-    path="/portal/static",
-    directories=[STATIC],
-    name="portal_static",
-    include_in_schema=False,
-    cache_control=CacheControlHeader(max_age=3600),
-)
+portal_static = static_files("/portal/static", "portal_static")

@@ -31,7 +31,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter,
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from licentric.crypto import DecryptionError, Purpose, SecretBox
-from licentric.db import StripeDb, TenantDb
+from licentric.db import Call, StripeDb, TenantDb, account_id_of
 from licentric.errors import ApiError
 from licentric.pagination import Page
 from licentric.routes.shapes import ErrorBody, IdempotentOperation, errors
@@ -226,11 +226,6 @@ def key_livemode(api_key: str) -> bool | None:
     return None
 
 
-async def account_id_of(db: TenantDb) -> UUID:
-    """The authenticated account (a secret key is required)."""
-    return (await db.call("api.get_account"))[0]["id"]
-
-
 async def refetch(
     stripe_db: StripeDb, api: StripeApi, account_id: UUID, result: dict[str, Any]
 ) -> dict[str, Any]:
@@ -272,45 +267,7 @@ class StripeConnectionController(Controller):
         webhook endpoint in Stripe (when the mode has none yet) and keeps its signing secret; with
         webhook_secret (and livemode) it keeps that secret, and a previous one stays valid for 24 hours.
         Keys and secrets are encrypted before they are stored and are never shown again."""
-        box = stripe_ctx.box
-        account_id = await account_id_of(db)
-        api_key = data.api_key.strip() if data.api_key else None
-        webhook_secret = data.webhook_secret.strip() if data.webhook_secret else None
-        endpoint = None
-        if api_key and not webhook_secret:
-            livemode = key_livemode(api_key)
-            if livemode is None:
-                raise ApiError(
-                    "LINVL", "api_key must be a Stripe restricted or secret key (rk_… or sk_…)", "api_key"
-                )
-            if data.livemode is not None and data.livemode != livemode:
-                raise ApiError(
-                    "LINVL", "the api_key belongs to the other mode than livemode says", "livemode"
-                )
-            # An endpoint is made only for a mode with none yet, Licentric's or the tenant's own.
-            current = {row["livemode"]: row for row in await db.call("api.list_stripe_connections")}
-            connected = current.get(livemode)
-            if connected is None or not (connected["webhook_endpoint_id"] or connected["secrets"]):
-                async with stripe_ctx.api(api_key) as api:
-                    endpoint = await api.create_webhook_endpoint(stripe_ctx.webhook_url(account_id))
-                webhook_secret = endpoint.secret
-        args = {
-            "api_key_ciphertext": box.encrypt(api_key, account_id, "stripe_api_key") if api_key else None,
-            "api_key_redacted": redact(api_key) if api_key else None,
-            "webhook_endpoint_id": endpoint.id if endpoint else None,
-            "webhook_secret_ciphertext": (
-                box.encrypt(webhook_secret, account_id, "stripe_webhook_secret") if webhook_secret else None
-            ),
-            "webhook_secret_redacted": redact(webhook_secret) if webhook_secret else None,
-            "livemode": data.livemode,
-            "portal_return_url": data.portal_return_url,
-        }
-        try:
-            row = (await db.call("api.put_stripe_connection", args))[0]
-        except Exception:
-            if endpoint is not None:  # made for nothing: take it back
-                await _delete_endpoint(stripe_ctx, api_key or "", endpoint.id)
-            raise
+        row, account_id = await connect(db.call, stripe_ctx, data)
         return stripe_ctx.connection(row, account_id)
 
     @get(operation_id="listStripeConnections", responses=errors())
@@ -319,7 +276,7 @@ class StripeConnectionController(Controller):
     ) -> StripeConnectionList:
         """The account's Stripe connections (test, live), each with the webhook URL Stripe posts to."""
         stripe_ctx.require_configured()
-        account_id = await account_id_of(db)
+        account_id = await account_id_of(db.call)
         rows = await db.call("api.list_stripe_connections")
         return StripeConnectionList(data=[stripe_ctx.connection(row, account_id) for row in rows])
 
@@ -332,17 +289,69 @@ class StripeConnectionController(Controller):
     ) -> StripeConnection:
         """Disconnect Stripe in one mode. The webhook endpoint Licentric made is deleted in Stripe first
         (best effort); the key and signing secrets are deleted; recorded events and licenses stay."""
-        stripe_ctx.require_configured()
-        key = (await db.call("api.get_stripe_api_key", {"livemode": livemode}))[0]
-        if key["webhook_endpoint_id"] and key["api_key_ciphertext"]:
-            try:
-                api_key = stripe_ctx.decrypt(key["api_key_ciphertext"], key["account_id"], "stripe_api_key")
-            except ApiError:
-                pass  # logged; the endpoint stays in Stripe, where its deliveries are now refused
-            else:
-                await _delete_endpoint(stripe_ctx, api_key, key["webhook_endpoint_id"])
-        row = (await db.call("api.delete_stripe_connection", {"livemode": livemode}))[0]
-        return stripe_ctx.connection(row, key["account_id"])
+        row, account_id = await disconnect(db.call, stripe_ctx, livemode)
+        return stripe_ctx.connection(row, account_id)
+
+
+async def connect(
+    call: Call, stripe_ctx: StripeContext, data: StripeConnectionPut
+) -> tuple[dict[str, Any], UUID]:
+    """Connect Stripe in one mode (PUT /v1/stripe/connection, the console's Stripe page): the connection
+    row and the account. With an api_key alone, the webhook endpoint is made in Stripe first."""
+    box = stripe_ctx.box
+    account_id = await account_id_of(call)
+    api_key = data.api_key.strip() if data.api_key else None
+    webhook_secret = data.webhook_secret.strip() if data.webhook_secret else None
+    endpoint = None
+    if api_key and not webhook_secret:
+        livemode = key_livemode(api_key)
+        if livemode is None:
+            raise ApiError(
+                "LINVL", "api_key must be a Stripe restricted or secret key (rk_… or sk_…)", "api_key"
+            )
+        if data.livemode is not None and data.livemode != livemode:
+            raise ApiError("LINVL", "the api_key belongs to the other mode than livemode says", "livemode")
+        # An endpoint is made only for a mode with none yet, Licentric's or the tenant's own.
+        current = {row["livemode"]: row for row in await call("api.list_stripe_connections", {})}
+        connected = current.get(livemode)
+        if connected is None or not (connected["webhook_endpoint_id"] or connected["secrets"]):
+            async with stripe_ctx.api(api_key) as api:
+                endpoint = await api.create_webhook_endpoint(stripe_ctx.webhook_url(account_id))
+            webhook_secret = endpoint.secret
+    args = {
+        "api_key_ciphertext": box.encrypt(api_key, account_id, "stripe_api_key") if api_key else None,
+        "api_key_redacted": redact(api_key) if api_key else None,
+        "webhook_endpoint_id": endpoint.id if endpoint else None,
+        "webhook_secret_ciphertext": (
+            box.encrypt(webhook_secret, account_id, "stripe_webhook_secret") if webhook_secret else None
+        ),
+        "webhook_secret_redacted": redact(webhook_secret) if webhook_secret else None,
+        "livemode": data.livemode,
+        "portal_return_url": data.portal_return_url,
+    }
+    try:
+        row = (await call("api.put_stripe_connection", args))[0]
+    except Exception:
+        if endpoint is not None:  # made for nothing: take it back
+            await _delete_endpoint(stripe_ctx, api_key or "", endpoint.id)
+        raise
+    return row, account_id
+
+
+async def disconnect(call: Call, stripe_ctx: StripeContext, livemode: bool) -> tuple[dict[str, Any], UUID]:
+    """Disconnect Stripe in one mode: the webhook endpoint Licentric made is deleted in Stripe first (best
+    effort), then the connection."""
+    stripe_ctx.require_configured()
+    key = (await call("api.get_stripe_api_key", {"livemode": livemode}))[0]
+    if key["webhook_endpoint_id"] and key["api_key_ciphertext"]:
+        try:
+            api_key = stripe_ctx.decrypt(key["api_key_ciphertext"], key["account_id"], "stripe_api_key")
+        except ApiError:
+            pass  # logged; the endpoint stays in Stripe, where its deliveries are now refused
+        else:
+            await _delete_endpoint(stripe_ctx, api_key, key["webhook_endpoint_id"])
+    row = (await call("api.delete_stripe_connection", {"livemode": livemode}))[0]
+    return row, key["account_id"]
 
 
 async def _delete_endpoint(stripe_ctx: StripeContext, api_key: str, endpoint_id: str) -> None:
@@ -435,26 +444,28 @@ class StripeEventController(Controller):
         rows, replayed = await db.rows("api.reprocess_stripe_event", {"stripe_event_id": stripe_event_id})
         result = rows[0]["reprocess_stripe_event"]
         if not replayed and result.get("outcome") == "needs_refetch":
-            result = await self._refetch(db, stripe_ctx, stripe_event_id, result)
+            result = await refetch_for(db.call, stripe_ctx, stripe_event_id, result)
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(msgspec.convert(result, StripeEventResult, strict=False), headers=headers)
 
-    @staticmethod
-    async def _refetch(
-        db: TenantDb, stripe_ctx: StripeContext, stripe_event_id: UUID, result: dict[str, Any]
-    ) -> dict[str, Any]:
-        event = (await db.call("api.get_stripe_event", {"stripe_event_id": stripe_event_id}))[0]
-        if event["livemode"] is None:
-            return result
-        try:
-            key = (await db.call("api.get_stripe_api_key", {"livemode": event["livemode"]}))[0]
-        except psycopg.Error:  # not connected in that mode (any more)
-            return result
-        if key["api_key_ciphertext"] is None:
-            return result
-        api_key = stripe_ctx.decrypt(key["api_key_ciphertext"], key["account_id"], "stripe_api_key")
-        async with stripe_ctx.api(api_key) as api:
-            return await refetch(StripeDb(stripe_ctx.pool), api, key["account_id"], result)
+
+async def refetch_for(
+    call: Call, stripe_ctx: StripeContext, stripe_event_id: UUID, result: dict[str, Any]
+) -> dict[str, Any]:
+    """After a reprocess answered needs_refetch: fetch what it names with the event's mode's key and
+    apply it (the reprocess route, the console's reprocess button)."""
+    event = (await call("api.get_stripe_event", {"stripe_event_id": stripe_event_id}))[0]
+    if event["livemode"] is None:
+        return result
+    try:
+        key = (await call("api.get_stripe_api_key", {"livemode": event["livemode"]}))[0]
+    except psycopg.Error:  # not connected in that mode (any more)
+        return result
+    if key["api_key_ciphertext"] is None:
+        return result
+    api_key = stripe_ctx.decrypt(key["api_key_ciphertext"], key["account_id"], "stripe_api_key")
+    async with stripe_ctx.api(api_key) as api:
+        return await refetch(StripeDb(stripe_ctx.pool), api, key["account_id"], result)
 
 
 WEBHOOK_RESPONSES = {

@@ -26,7 +26,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from licentric import ssrf
 from licentric.crypto import DecryptionError, SecretBox
-from licentric.db import TenantDb
+from licentric.db import Call, TenantDb, account_id_of
 from licentric.errors import ApiError, ErrorKind
 from licentric.pagination import Page
 from licentric.routes.changes import update_args
@@ -192,11 +192,11 @@ class WebhookContext:
         except ssrf.UnsafeTarget as refused:
             raise UnsafeUrlError(refused) from None
 
-    async def secrets(self, db: TenantDb, endpoint_id: UUID) -> WebhookEndpointSecret:
+    async def secrets(self, call: Call, endpoint_id: UUID) -> WebhookEndpointSecret:
         """The endpoint's current secret in clear (LNTFD for an endpoint the account does not have)."""
         box = self.box
-        account_id = await account_id_of(db)
-        rows = await db.call("api.webhook_endpoint_secrets", {"endpoint_id": endpoint_id})
+        account_id = await account_id_of(call)
+        rows = await call("api.webhook_endpoint_secrets", {"endpoint_id": endpoint_id})
         current = rows[0]["secret_ciphertext"]
         try:
             secret = box.decrypt(current, account_id, PURPOSE)
@@ -214,17 +214,44 @@ class WebhookContext:
             previous_secret_expires_at=previous[0] if previous else None,
         )
 
+    async def create_args(
+        self, call: Call, url: str, event_types: list[str], description: str | None
+    ) -> tuple[dict[str, Any], str]:
+        """api.create_webhook_endpoint's arguments, with a new secret encrypted, and that secret. The URL is
+        resolved only once the caller is known to be allowed (a key that may not is refused first)."""
+        box = self.box
+        account_id = await account_id_of(call)
+        await self.check_url(url)
+        secret = new_secret()
+        args = {
+            "url": url,
+            "secret_ciphertext": box.encrypt(secret, account_id, PURPOSE),
+            "event_types": event_types,
+            "description": description,
+        }
+        return args, secret
+
+    async def rotate_args(
+        self, call: Call, endpoint_id: UUID, overlap: timedelta | None
+    ) -> tuple[dict[str, Any], str]:
+        """api.rotate_webhook_endpoint_secret's arguments, with a new secret encrypted, and that secret."""
+        box = self.box
+        account_id = await account_id_of(call)
+        secret = new_secret()
+        args: dict[str, Any] = {
+            "endpoint_id": endpoint_id,
+            "secret_ciphertext": box.encrypt(secret, account_id, PURPOSE),
+        }
+        if overlap is not None:
+            args["overlap"] = overlap
+        return args, secret
+
 
 def provide_webhooks(state: State) -> WebhookContext:
     return WebhookContext(state.settings)
 
 
 WEBHOOK_DEPENDENCIES = {"webhooks": Provide(provide_webhooks, sync_to_thread=False)}
-
-
-async def account_id_of(db: TenantDb) -> UUID:
-    """The authenticated account (a secret key is required: 403 for any other)."""
-    return (await db.call("api.get_account"))[0]["id"]
 
 
 async def with_secret(
@@ -235,7 +262,7 @@ async def with_secret(
     rows, replayed = await db.rows(function, args, status=status)
     endpoint = msgspec.convert(rows[0], WebhookEndpoint, strict=False)
     if replayed:
-        secret = (await webhooks.secrets(db, endpoint.id)).secret
+        secret = (await webhooks.secrets(db.call, endpoint.id)).secret
     endpoint.secret = secret
     headers = {**NO_STORE, **({"Idempotent-Replayed": "true"} if replayed else {})}
     return Response(endpoint, status_code=status, headers=headers)
@@ -261,16 +288,7 @@ class WebhookEndpointController(Controller):
         """Register a URL to receive the account's events (event_types: those types only; empty: every
         type). The answer carries the signing secret (whsec_…); GET …/secret shows it again. A URL must
         be http(s) without credentials and resolve to public addresses only."""
-        box = webhooks.box
-        account_id = await account_id_of(db)
-        await webhooks.check_url(data.url)
-        secret = new_secret()
-        args = {
-            "url": data.url,
-            "secret_ciphertext": box.encrypt(secret, account_id, PURPOSE),
-            "event_types": data.event_types,
-            "description": data.description,
-        }
+        args, secret = await webhooks.create_args(db.call, data.url, data.event_types, data.description)
         return await with_secret(webhooks, db, "api.create_webhook_endpoint", args, secret, 201)
 
     @get(operation_id="listWebhookEndpoints", responses=errors(422))
@@ -304,7 +322,7 @@ class WebhookEndpointController(Controller):
         it), or disable (enabled false: its pending deliveries fail) or enable it (which clears the reason
         and the failure streak; retry or replay what failed meanwhile)."""
         if data.url is not msgspec.UNSET:
-            await account_id_of(db)  # a key that may not do this is refused before the URL is resolved
+            await account_id_of(db.call)  # a key that may not do this is refused before the URL is resolved
             await webhooks.check_url(data.url)
         args = update_args(data, clearable=False)
         if data.description is None:
@@ -331,7 +349,7 @@ class WebhookEndpointController(Controller):
         endpoint_id: FromPath[UUID],
     ) -> Response[WebhookEndpointSecret]:
         """Reveal the endpoint's current signing secret (a secret key only)."""
-        return Response(await webhooks.secrets(db, endpoint_id), headers=NO_STORE)
+        return Response(await webhooks.secrets(db.call, endpoint_id), headers=NO_STORE)
 
     @post(
         "/{endpoint_id:uuid}/rotate_secret",
@@ -349,15 +367,10 @@ class WebhookEndpointController(Controller):
     ) -> Response[WebhookEndpoint]:
         """Make a new signing secret, in this answer; the old one keeps signing too (a second v1) for
         overlap_seconds (default 86400, at most 7 days) so receivers can switch without losing any."""
-        box = webhooks.box
-        account_id = await account_id_of(db)
-        secret = new_secret()
-        args: dict[str, Any] = {
-            "endpoint_id": endpoint_id,
-            "secret_ciphertext": box.encrypt(secret, account_id, PURPOSE),
-        }
+        overlap = None
         if data is not None and data.overlap_seconds is not None:
-            args["overlap"] = timedelta(seconds=data.overlap_seconds)
+            overlap = timedelta(seconds=data.overlap_seconds)
+        args, secret = await webhooks.rotate_args(db.call, endpoint_id, overlap)
         return await with_secret(webhooks, db, "api.rotate_webhook_endpoint_secret", args, secret, 200)
 
     @post(

@@ -1,6 +1,6 @@
-"""Presentation only: the Jinja environment of the portal's pages and emails, dates as people read
-them, the theme of a portal's face (its colours, with text colours that keep WCAG contrast) and the
-geometry of the usage chart."""
+"""Presentation only, shared by the portal and the console: the Jinja environment of their pages and
+emails, dates as people read them, the theme of a portal's face (its colours, with text colours that keep
+WCAG contrast) and the geometry of the charts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).parent / "templates"  # what both sites' templates share (macros, mail layout)
 STATIC = Path(__file__).parent / "static"
 
 # Licentric's own look, for free plans and unbranded portals.
@@ -22,9 +22,10 @@ WHITE = "#ffffff"
 INK = "#111827"
 
 
-def environment() -> Environment:
+def environment(templates: Path) -> Environment:
+    """A site's templates (templates), then the shared ones."""
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader([templates, TEMPLATES]),
         # HTML (pages and the HTML part of emails) is escaped; the plain-text part of an email is not.
         autoescape=select_autoescape(["html"], default_for_string=False, default=False),
         undefined=StrictUndefined,
@@ -140,3 +141,44 @@ def usage_chart(budgets: list[dict[str, Any]]) -> dict[str, Any]:
         "row_height": ROW_HEIGHT,
         "bar_height": BAR_HEIGHT,
     }
+
+
+SPARK_WIDTH = 160
+SPARK_HEIGHT = 32
+
+
+def sparkline(values: list[Decimal | int | float | None]) -> str:
+    """The points of an SVG polyline drawing values left to right, scaled to the largest (a flat line at
+    the bottom when all are zero)."""
+    numbers = [float(v or 0) for v in values]
+    if not numbers:
+        return ""
+    top = max(numbers) or 1.0
+    step = SPARK_WIDTH / max(len(numbers) - 1, 1)
+    return " ".join(
+        f"{round(i * step, 1)},{round(SPARK_HEIGHT - 2 - (n / top) * (SPARK_HEIGHT - 4), 1)}"
+        for i, n in enumerate(numbers)
+    )
+
+
+SERIES_HEIGHT = 160
+
+
+def series_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The geometry of a usage chart over time: one bar per bucket (oldest first), scaled to the largest
+    value."""
+    top = max((Decimal(r["value"] or 0) for r in rows), default=Decimal(0)) or Decimal(1)
+    width = CHART_WIDTH / max(len(rows), 1)
+    bars = []
+    for i, r in enumerate(rows):
+        height = round(float(Decimal(r["value"] or 0) / top) * SERIES_HEIGHT, 1)
+        bars.append(
+            {
+                **r,
+                "x": round(i * width, 1),
+                "y": round(SERIES_HEIGHT - height, 1),
+                "width": max(round(width - 2, 1), 1),
+                "height": height,
+            }
+        )
+    return {"bars": bars, "width": CHART_WIDTH, "height": SERIES_HEIGHT, "top": top}

@@ -1,5 +1,6 @@
-"""The portal's secrets and cookies: link tokens and session ids (made here, stored in SQL only as their
-sha256), CSRF tokens, and the keyed hash of a client address (what SQL counts link requests by).
+"""The web pages' secrets and cookies (the portal's and the console's): link tokens and session ids (made
+here, stored in SQL only as their sha256), CSRF tokens, and the keyed hash of a client address (what SQL
+counts link requests by).
 
 Every key is derived from LICENTRIC_SECRET_KEY with HMAC and a label of its own, so the CSRF key, the
 address key and the key that encrypts Stripe credentials are never the same bytes.
@@ -30,21 +31,23 @@ def digest(value: str) -> bytes:
 
 @dataclass(frozen=True)
 class CookieJar:
-    """The portal's two cookies. With Secure (the default) they carry the __Host- prefix, so the browser
-    accepts them only from this origin over https, with Path=/ and no Domain; over plain http (a local
-    trial, LICENTRIC_PORTAL_SECURE_COOKIES=false) the prefix would make browsers drop them, so the names
-    go without it."""
+    """A site's two cookies (site is "portal" or "console"). With Secure (the default) they carry the
+    __Host- prefix, so the browser accepts them only from this origin over https, with Path=/ and no
+    Domain; over plain http (a local trial, LICENTRIC_PORTAL_SECURE_COOKIES=false) the prefix would make
+    browsers drop them, so the names go without it."""
 
     secure: bool
+    site: str
 
     @property
     def session_name(self) -> str:
-        return "__Host-licentric_portal" if self.secure else "licentric_portal"
+        name = f"licentric_{self.site}"
+        return f"__Host-{name}" if self.secure else name
 
     @property
     def login_name(self) -> str:
         """The pre-session cookie the sign-in forms' CSRF tokens are bound to."""
-        return "__Host-licentric_portal_login" if self.secure else "licentric_portal_login"
+        return f"{self.session_name}_login"
 
     def _cookie(self, name: str, value: str, max_age: int) -> Cookie:
         return Cookie(
@@ -80,15 +83,16 @@ class Keys:
         holds no address and none can be found by hashing every IPv4 address."""
         return hmac.new(self._address, address.encode(), hashlib.sha256).digest()
 
-    def session_csrf(self, slug: str, session_hash: bytes) -> str:
-        """The CSRF token of a signed-in form: bound to the session (and the portal)."""
-        mac = hmac.new(self._csrf, b"session\x00" + slug.encode() + b"\x00" + session_hash, hashlib.sha256)
+    def session_csrf(self, scope: str, session_hash: bytes) -> str:
+        """The CSRF token of a signed-in form: bound to the session and its scope (a portal's slug, or
+        "/console", which no slug can be)."""
+        mac = hmac.new(self._csrf, b"session\x00" + scope.encode() + b"\x00" + session_hash, hashlib.sha256)
         return mac.hexdigest()
 
-    def login_csrf(self, slug: str, login_cookie: str) -> str:
+    def login_csrf(self, scope: str, login_cookie: str) -> str:
         """The CSRF token of the sign-in and confirm forms: bound to the pre-session cookie."""
         mac = hmac.new(
-            self._csrf, b"login\x00" + slug.encode() + b"\x00" + digest(login_cookie), hashlib.sha256
+            self._csrf, b"login\x00" + scope.encode() + b"\x00" + digest(login_cookie), hashlib.sha256
         )
         return mac.hexdigest()
 
