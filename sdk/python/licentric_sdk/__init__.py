@@ -1,0 +1,3 @@
+"""The Python SDK of Licentric (distribution `licentric-sdk`)."""
+
+__version__ = "0.1.0"
