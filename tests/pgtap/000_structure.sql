@@ -391,7 +391,8 @@ select functions_are(
     'create_webhook_endpoint', 'delete_webhook_endpoint', 'get_webhook_delivery', 'get_webhook_endpoint',
     'list_webhook_deliveries', 'list_webhook_endpoints', 'replay_webhook_endpoint', 'retry_webhook_delivery',
     'rotate_webhook_endpoint_secret', 'send_test_webhook', 'update_webhook_endpoint', 'webhook_endpoint_secrets',
-    'get_portal_settings', 'update_portal_settings'
+    'get_portal_settings', 'update_portal_settings',
+    'ensure_signing_key', 'issue_license_file', 'list_signing_keys', 'rotate_signing_key'
   ],
   'the api schema exposes exactly the documented functions'
 );
