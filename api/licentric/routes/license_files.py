@@ -157,7 +157,7 @@ SIGNER_DEPENDENCIES = {"signer": Provide(provide_signer, sync_to_thread=False)}
 
 class SigningKeyController(Controller):
     path = "/v1/signing_keys"
-    tags = ("license files",)
+    tags = ("signing_keys",)
     dependencies = SIGNER_DEPENDENCIES
 
     @get(operation_id="listSigningKeys", responses=errors(422))
@@ -186,7 +186,7 @@ class SigningKeyController(Controller):
 
 class LicenseFileController(Controller):
     path = "/v1/licenses"
-    tags = ("license files",)
+    tags = ("license_files",)
     dependencies = SIGNER_DEPENDENCIES
 
     @post(

@@ -16,9 +16,9 @@ compares a clock with what the server decided and copies none of its rules.
     if not result.valid:
         refuse(result.code)  # EXPIRED, SUSPENDED, FINGERPRINT_SCOPE_MISMATCH, SIGNATURE_INVALID, ...
 
-`public_keys` are the account's keys from GET /v1/signing_keys, shipped with the app: a mapping of kid
-to public key (base64url or 32 raw bytes), or the listed key objects themselves. Keep retired keys:
-files they signed before a rotation still verify with them.
+`public_keys` are the account's keys from GET /v1/signing_keys (client.signing_keys.list()), shipped with
+the app: a mapping of kid to public key (base64url or 32 raw bytes), or the listed key objects themselves.
+Keep retired keys: files they signed before a rotation still verify with them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -83,7 +84,7 @@ class _Refused(Exception):
 
 
 def verify(
-    data: str | bytes | Mapping[str, Any],
+    data: str | bytes | Mapping[str, Any] | msgspec.Struct,
     public_keys: PublicKeys,
     *,
     fingerprint: str | None = None,
@@ -91,7 +92,8 @@ def verify(
     now: datetime | None = None,
     tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> Verification:
-    """Verify a license file offline and answer what validation would.
+    """Verify a license file offline and answer what validation would. data: the file as the server sent
+    it (JSON text or bytes), parsed, or as the client answers it (client.license_files.issue).
 
     fingerprint: this machine's; required for a file issued for a machine, and a file issued for none
     (or another) does not vouch for it. entitlements: each must be among the file's effective ones.
@@ -118,7 +120,9 @@ def verify(
     return Verification(valid, code, detail, payload)
 
 
-def _verified_payload(data: str | bytes | Mapping[str, Any], keys: dict[str, Ed25519PublicKey]) -> dict:
+def _verified_payload(
+    data: str | bytes | Mapping[str, Any] | msgspec.Struct, keys: dict[str, Ed25519PublicKey]
+) -> dict[str, Any]:
     envelope = _envelope(data)
     kid = envelope["kid"]
     public_key = keys.get(kid)
@@ -143,8 +147,10 @@ def _verified_payload(data: str | bytes | Mapping[str, Any], keys: dict[str, Ed2
     return payload
 
 
-def _envelope(data: str | bytes | Mapping[str, Any]) -> dict[str, str]:
-    if isinstance(data, str | bytes | bytearray):
+def _envelope(data: str | bytes | Mapping[str, Any] | msgspec.Struct) -> dict[str, str]:
+    if isinstance(data, msgspec.Struct):
+        data = msgspec.structs.asdict(data)
+    elif isinstance(data, str | bytes | bytearray):
         try:
             data = json.loads(data)
         except ValueError:

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from licentric.crypto import SecretBox
-from licentric_sdk import license_file
+from licentric_sdk import Licentric, license_file
 
 from licensing_support import live_server, make_policy, superuser
 
@@ -450,6 +450,17 @@ def test_the_verifier_refuses_what_is_not_a_license_file():
         assert (result.valid, result.code, result.payload) == (False, "MALFORMED_FILE", None)
     with pytest.raises(ValueError):
         license_file.verify(json.dumps(envelope(b"{}")), keys, now=datetime(2030, 1, 1))
+
+
+def test_the_client_issues_and_lists_what_verify_takes(tenant, server):
+    license = tenant.license()
+    tenant.activate(license["id"], "laptop")
+    with Licentric(tenant.account.secret_key, base_url=server) as client:
+        file = client.license_files.issue(license["id"], fingerprint="laptop", ttl_seconds=86400)
+        keys = list(client.signing_keys.list())
+    result = license_file.verify(file, keys, fingerprint="laptop")
+    assert (result.valid, result.code, result.license["id"]) == (True, "VALID", license["id"])
+    assert result.expires_at - at(json.dumps({"payload": file.payload}), "issued_at") == timedelta(days=1)
 
 
 def test_a_publishable_key_may_list_the_public_keys(tenant):
