@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -477,3 +479,22 @@ def test_signing_keys_are_listed_in_pages(tenant):
     )
     assert first["has_more"] and not rest["has_more"]
     assert len(first["data"]) + len(rest["data"]) == 3
+
+
+def test_the_worked_example_of_the_format_document_verifies():
+    doc = (Path(__file__).parents[3] / "docs" / "license-files.md").read_text()
+    file = re.search(r'```json\n(\{"object":"license_file".*?)\n```', doc, re.S).group(1)
+    kid, public_key = re.search(r"\| `([0-9a-f-]{36})` \| `([A-Za-z0-9_-]{43})` \|", doc).groups()
+    shown = json.loads(re.search(r"here re-indented\):\n\n```json\n(.*?)\n```", doc, re.S).group(1))
+    assert Ed25519PrivateKey.from_private_bytes(bytes(range(32))).public_key().public_bytes_raw() == (
+        base64.urlsafe_b64decode(public_key + "=")
+    )
+    keys = {kid: public_key}
+    result = license_file.verify(
+        file, keys, fingerprint="a1b2c3d4", now=at(file, "issued_at") + timedelta(days=1)
+    )
+    assert (result.valid, result.code, result.payload) == (True, "VALID", shown)
+    late = license_file.verify(
+        file, keys, fingerprint="a1b2c3d4", now=datetime.fromisoformat("2027-01-06T19:05:00Z")
+    )
+    assert late.code == "FILE_EXPIRED"
