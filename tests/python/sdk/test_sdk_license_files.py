@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -127,6 +128,26 @@ def test_the_first_signing_key_is_made_on_first_use_and_kept(tenant):
     assert len(first) == 1 and first[0]["retired_at"] is None and first[0]["algorithm"] == "Ed25519"
     tenant.issue(tenant.license()["id"])
     assert tenant.keys() == first
+
+
+def test_concurrent_first_uses_make_one_key_and_concurrent_rotations_leave_one_current(tenant, server):
+    def call(method_path: tuple[str, str]) -> int:
+        with httpx.Client(base_url=server, timeout=30) as http:
+            headers = {"Authorization": f"Bearer {tenant.account.secret_key}"}
+            return http.request(*method_path, headers=headers).status_code
+
+    license = tenant.license()
+    first_uses = [("GET", "/v1/signing_keys")] * 4 + [
+        ("POST", f"/v1/licenses/{license['id']}/license_file")
+    ] * 4
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(call, first_uses)) == {200}
+    assert len(tenant.keys()) == 1
+    with ThreadPoolExecutor(6) as pool:
+        assert set(pool.map(call, [("POST", "/v1/signing_keys/rotate")] * 6)) == {200}
+    keys = tenant.keys()
+    assert len(keys) == 7
+    assert [k["retired_at"] is None for k in keys] == [True] + [False] * 6
 
 
 def test_the_private_key_is_stored_encrypted_for_its_account_and_purpose(tenant, settings):
