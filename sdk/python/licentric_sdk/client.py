@@ -135,10 +135,12 @@ class Usage(UsageResource):
         subject_key: str | None = None,
         properties: dict[str, Any] | None = None,
         id: str | None = None,
+        occurred_at: datetime | None = None,
     ) -> Consumption:
         """Spend now, if every hard budget it falls under has room, in one transaction on the server (exact
-        across processes). `allowed` False with `code` "budget_exhausted" when a budget refused it. Give the
-        same `id` to spend once however often you call."""
+        across processes). `allowed` False with `code` "budget_exhausted" when a budget refused it. An event
+        is its id and instant: to spend once however often you call, pass the answer's `id` and
+        `occurred_at` again."""
         event = make_event(
             meter,
             quantity,
@@ -147,13 +149,13 @@ class Usage(UsageResource):
             subject_key=subject_key,
             properties=properties,
             id=id,
-            occurred_at=None,
+            occurred_at=occurred_at,
         )
         try:
             answer = self.ingest(events=[event])
         except PaymentRequiredError as refused:
-            return consumption_of(refused, event.id)
-        return consumption_of(answer, event.id)
+            return consumption_of(refused, event)
+        return consumption_of(answer, event)
 
 
 class AsyncUsage(AsyncUsageResource):
@@ -202,6 +204,7 @@ class AsyncUsage(AsyncUsageResource):
         subject_key: str | None = None,
         properties: dict[str, Any] | None = None,
         id: str | None = None,
+        occurred_at: datetime | None = None,
     ) -> Consumption:
         """The async `Usage.consume`."""
         event = make_event(
@@ -212,13 +215,13 @@ class AsyncUsage(AsyncUsageResource):
             subject_key=subject_key,
             properties=properties,
             id=id,
-            occurred_at=None,
+            occurred_at=occurred_at,
         )
         try:
             answer = await self.ingest(events=[event])
         except PaymentRequiredError as refused:
-            return consumption_of(refused, event.id)
-        return consumption_of(answer, event.id)
+            return consumption_of(refused, event)
+        return consumption_of(answer, event)
 
 
 class Licentric(SyncResources):

@@ -95,12 +95,14 @@ class RecorderOptions:
 
 @dataclass
 class Consumption:
-    """The answer of `usage.consume`: whether the spend went through (`duplicate`: it had already)."""
+    """The answer of `usage.consume`: whether the spend went through (`duplicate`: it had already), and the
+    event's identity (its id and instant)."""
 
     allowed: bool
-    code: str | None = None
-    duplicate: bool = False
-    id: str = ""
+    code: str | None
+    duplicate: bool
+    id: str
+    occurred_at: datetime
 
 
 def make_event(
@@ -128,13 +130,14 @@ def make_event(
     )
 
 
-def consumption_of(answer: UsageIngest | PaymentRequiredError, event_id: str) -> Consumption:
+def consumption_of(answer: UsageIngest | PaymentRequiredError, event: UsageEvent) -> Consumption:
+    assert isinstance(event.occurred_at, datetime)  # make_event set it
     if isinstance(answer, PaymentRequiredError):
-        return Consumption(False, answer.code, id=event_id)
+        return Consumption(False, answer.code, False, event.id, event.occurred_at)
     result = answer.data[0]
     if result.status == "rejected":
-        return Consumption(False, result.code, id=event_id)
-    return Consumption(True, None, result.status == "duplicate", event_id)
+        return Consumption(False, result.code, False, event.id, event.occurred_at)
+    return Consumption(True, None, result.status == "duplicate", event.id, event.occurred_at)
 
 
 def _retryable(error: LicentricError) -> bool:

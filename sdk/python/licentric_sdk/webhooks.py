@@ -57,18 +57,19 @@ class Event(msgspec.Struct, kw_only=True):
     account: str | None = None
 
 
-# The struct of each object name: the generated structs whose `object` field defaults to it.
-_STRUCTS: dict[str, type[msgspec.Struct]] = {}
-for _value in vars(_generated).values():
-    if (
-        isinstance(_value, type)
-        and issubclass(_value, msgspec.Struct)
-        and "object" in _value.__struct_fields__
-    ):
-        _default = _value.__struct_defaults__[
-            _value.__struct_fields__.index("object") - len(_value.__struct_fields__)
-        ]
-        _STRUCTS.setdefault(_default, _value)
+def _structs_by_object() -> dict[str, type[msgspec.Struct]]:
+    """The struct of each object name: the generated struct whose `object` field defaults to it, for the
+    names exactly one struct has (`list`, say, has many)."""
+    found: dict[str, list[type[msgspec.Struct]]] = {}
+    for value in vars(_generated).values():
+        if isinstance(value, type) and issubclass(value, msgspec.Struct):
+            for info in msgspec.structs.fields(value):
+                if info.name == "object" and isinstance(info.default, str):
+                    found.setdefault(info.default, []).append(value)
+    return {name: structs[0] for name, structs in found.items() if len(structs) == 1}
+
+
+_STRUCTS = _structs_by_object()
 
 
 def _typed(value: Any) -> Any:
