@@ -1,4 +1,4 @@
-"""Offline license files end to end: issued by a real server (uvicorn), verified by
+"""Offline license files end to end: issued by a real `licentric serve`, verified by
 licentric_sdk.license_file with the keys GET /v1/signing_keys lists (docs/license-files.md)."""
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from licentric.crypto import SecretBox
 from licentric_sdk import Licentric, license_file
 
-from licensing_support import live_server, make_policy, superuser
+from licensing_support import make_policy, superuser
 
 
-@pytest.fixture(scope="module")
-def server(settings) -> Iterator[str]:
-    with live_server(settings) as url:
-        yield url
+@pytest.fixture
+def server(api_url: str) -> str:
+    """A real `licentric serve` (tests/python/sdk/conftest.py)."""
+    return api_url
 
 
 @dataclass
