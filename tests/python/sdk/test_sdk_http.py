@@ -19,8 +19,8 @@ FAST = RetryPolicy(max_retries=3, initial_delay=0.05, max_delay=0.1)
 
 
 @pytest.fixture
-def proxy(api_url):
-    with FaultProxy(api_url) as proxy:
+def proxy(serve_url):
+    with FaultProxy(serve_url) as proxy:
         yield proxy
 
 
@@ -113,8 +113,8 @@ async def test_the_async_client_retries_and_paginates(proxy, make_account):
     assert versions.server == server_version and versions.compatible
 
 
-def test_versions_report_the_sdk_the_api_and_the_server(api_url, account):
-    client = Licentric(account.secret_key, base_url=api_url)
+def test_versions_report_the_sdk_the_api_and_the_server(serve_url, account):
+    client = Licentric(account.secret_key, base_url=serve_url)
     assert client.server_version is None
     versions = client.versions()
     assert (versions.api, versions.server) == (_generated.API_VERSION, server_version)
@@ -134,8 +134,8 @@ def _in_child(client: Licentric, queue: multiprocessing.Queue) -> None:
     queue.put(client.account.get().id)
 
 
-def test_a_client_made_before_a_fork_works_in_the_child(api_url, account):
-    client = Licentric(account.secret_key, base_url=api_url)
+def test_a_client_made_before_a_fork_works_in_the_child(serve_url, account):
+    client = Licentric(account.secret_key, base_url=serve_url)
     assert client.account.get().id == account.id  # the parent's connection is open now
     context = multiprocessing.get_context("fork")
     queue = context.Queue()

@@ -32,9 +32,9 @@ def watch(client: Licentric | AsyncLicentric) -> set[str]:
     return called
 
 
-def test_every_operation_through_the_sync_client(api_url, make_account, sdk_stripe):
+def test_every_operation_through_the_sync_client(serve_url, make_account, serve_stripe):
     account = make_account(plan="starter")  # custom portal branding needs starter
-    client = Licentric(account.secret_key, base_url=api_url)
+    client = Licentric(account.secret_key, base_url=serve_url)
     called = watch(client)
     now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:8]
@@ -117,7 +117,7 @@ def test_every_operation_through_the_sync_client(api_url, make_account, sdk_stri
     assert agent.id in {a.id for a in client.agents.list()}
     rolled = client.agents.roll_token(agent.id)
     assert rolled.token and rolled.token != agent.token
-    with Licentric(rolled.token, base_url=api_url) as as_agent:
+    with Licentric(rolled.token, base_url=serve_url) as as_agent:
         agent_called = watch(as_agent)
         assert as_agent.agents.get_current().id == agent.id
     assert client.agents.revoke(agent.id).status == "revoked"
@@ -170,7 +170,7 @@ def test_every_operation_through_the_sync_client(api_url, make_account, sdk_stri
     assert connection.livemode is False
     stripe_secret = endpoint_secret(f"/v1/stripe/webhooks/{account.id}")
     assert [c.livemode for c in client.stripe.list_connections().data] == [False]
-    sdk_stripe.put({"id": f"cus_{tag}", "object": "customer"})
+    serve_stripe.put({"id": f"cus_{tag}", "object": "customer"})
     portal = client.licenses.create_billing_portal_session(license.id)
     assert portal.url.startswith("http")
     mapping = client.stripe.create_mapping(stripe_price_id=f"price_{tag}", policy_code=policy.code)
@@ -205,6 +205,6 @@ def test_every_operation_through_the_sync_client(api_url, make_account, sdk_stri
         "invalid_request_error",
     )
     with pytest.raises(AuthenticationError):  # the key was revoked above
-        Licentric(key.secret, base_url=api_url).licenses.list().pages().__next__()
+        Licentric(key.secret, base_url=serve_url).licenses.list().pages().__next__()
     client.close()
     assert called | agent_called == set(_generated.OPERATIONS)

@@ -36,14 +36,16 @@ def counted(database_url: str, account_id: str, meter: str) -> tuple[int, float]
 
 
 @pytest.fixture
-def meter(account, api_url) -> str:
+def meter(account, serve_url) -> str:
     code = f"calls-{uuid.uuid4().hex[:8]}"
-    Licentric(account.secret_key, base_url=api_url).meters.create(code=code, name="Calls", aggregation="sum")
+    Licentric(account.secret_key, base_url=serve_url).meters.create(
+        code=code, name="Calls", aggregation="sum"
+    )
     return code
 
 
-def test_eight_threads_of_ten_thousand_records_count_exactly_80000(api_url, account, meter, database_url):
-    client = Licentric(account.secret_key, base_url=api_url)
+def test_eight_threads_of_ten_thousand_records_count_exactly_80000(serve_url, account, meter, database_url):
+    client = Licentric(account.secret_key, base_url=serve_url)
     latencies: list[float] = []
 
     def work(n: int) -> None:
@@ -74,10 +76,10 @@ def test_eight_threads_of_ten_thousand_records_count_exactly_80000(api_url, acco
     client.close()
 
 
-def test_an_outage_in_the_middle_loses_nothing(api_url, account, meter, database_url):
+def test_an_outage_in_the_middle_loses_nothing(serve_url, account, meter, database_url):
     reports = []
     options = RecorderOptions(batch_size=500, flush_interval=0.1, max_backoff=0.3, on_error=reports.append)
-    with FaultProxy(api_url) as proxy:
+    with FaultProxy(serve_url) as proxy:
         client = Licentric(account.secret_key, base_url=proxy.url, retry=QUICK, usage=options)
         for _ in range(3000):
             client.usage.record(meter, 2, subject_key="outage")
@@ -99,12 +101,12 @@ def test_an_outage_in_the_middle_loses_nothing(api_url, account, meter, database
         assert reports and not any(isinstance(r, UsageDropped) for r in reports)
 
 
-def test_a_full_queue_drops_new_records_and_reports_them(api_url, account, meter, database_url):
+def test_a_full_queue_drops_new_records_and_reports_them(serve_url, account, meter, database_url):
     reports = []
     options = RecorderOptions(
         batch_size=100, flush_interval=0.05, max_queue=1000, max_backoff=0.2, on_error=reports.append
     )
-    with FaultProxy(api_url) as proxy:
+    with FaultProxy(serve_url) as proxy:
         proxy.mode = "reset"
         client = Licentric(account.secret_key, base_url=proxy.url, retry=QUICK, usage=options)
         kept = sum(client.usage.record(meter, 1, subject_key="full") for _ in range(3000))
@@ -116,11 +118,11 @@ def test_a_full_queue_drops_new_records_and_reports_them(api_url, account, meter
     assert sum(r.count for r in reports if isinstance(r, UsageDropped)) == stats.dropped
 
 
-def test_a_full_queue_can_make_record_wait_instead(api_url, account, meter):
+def test_a_full_queue_can_make_record_wait_instead(serve_url, account, meter):
     options = RecorderOptions(
         batch_size=5, flush_interval=10, max_queue=5, on_full="block", block_timeout=0.3
     )
-    with FaultProxy(api_url) as proxy:
+    with FaultProxy(serve_url) as proxy:
         proxy.mode = "reset"
         client = Licentric(account.secret_key, base_url=proxy.url, retry=QUICK, usage=options)
         for _ in range(5):
@@ -135,18 +137,18 @@ def test_a_full_queue_can_make_record_wait_instead(api_url, account, meter):
         assert client.usage.flush(timeout=30)
 
 
-def test_events_the_server_rejects_are_reported_not_raised(api_url, account):
+def test_events_the_server_rejects_are_reported_not_raised(serve_url, account):
     reports = []
-    client = Licentric(account.secret_key, base_url=api_url, usage=RecorderOptions(on_error=reports.append))
+    client = Licentric(account.secret_key, base_url=serve_url, usage=RecorderOptions(on_error=reports.append))
     assert client.usage.record("no-such-meter", 1, subject_key="x")
     assert client.usage.flush(timeout=30)
     assert [type(r) for r in reports] == [UsageRejected] and reports[0].code == "unknown_meter"
 
 
-def test_records_are_flushed_when_the_process_exits(api_url, account, meter, database_url):
+def test_records_are_flushed_when_the_process_exits(serve_url, account, meter, database_url):
     script = textwrap.dedent(f"""
         from licentric_sdk import Licentric
-        client = Licentric({account.secret_key!r}, base_url={api_url!r})
+        client = Licentric({account.secret_key!r}, base_url={serve_url!r})
         for i in range(1000):
             client.usage.record({meter!r}, 1, subject_key="exit")
     """)
@@ -154,9 +156,9 @@ def test_records_are_flushed_when_the_process_exits(api_url, account, meter, dat
     assert counted(database_url, account.id, meter) == (1000, 1000.0)
 
 
-def test_consume_spends_against_a_hard_budget_once_per_id(api_url, make_account, database_url):
+def test_consume_spends_against_a_hard_budget_once_per_id(serve_url, make_account, database_url):
     account = make_account()
-    client = Licentric(account.secret_key, base_url=api_url)
+    client = Licentric(account.secret_key, base_url=serve_url)
     client.meters.create(code="credits", name="Credits", aggregation="sum")
     license_id = client.licenses.create(policy_id=client.license_policies.create(code="p", name="P").id).id
     client.budgets.create(meter_code="credits", license_id=license_id, period="month", limit="10", hard=True)
@@ -170,8 +172,8 @@ def test_consume_spends_against_a_hard_budget_once_per_id(api_url, make_account,
     assert counted(database_url, account.id, "credits") == (2, 8.0)
 
 
-async def test_the_async_recorder_and_consume(api_url, account, meter, database_url):
-    async with AsyncLicentric(account.secret_key, base_url=api_url) as client:
+async def test_the_async_recorder_and_consume(serve_url, account, meter, database_url):
+    async with AsyncLicentric(account.secret_key, base_url=serve_url) as client:
         for i in range(10_000):
             assert client.usage.record(meter, 1, subject_key=f"async-{i % 7}")
         assert await client.usage.flush(timeout=60)
