@@ -25,9 +25,9 @@ from licensing_support import make_policy, superuser
 
 
 @pytest.fixture
-def server(api_url: str) -> str:
-    """A real `licentric serve` (tests/python/sdk/conftest.py)."""
-    return api_url
+def server(serve_url: str) -> str:
+    """A real `licentric serve` (tests/python/conftest.py)."""
+    return serve_url
 
 
 @dataclass
