@@ -37,7 +37,8 @@ as $$
     'budget.created', 'budget.deleted', 'budget.exceeded', 'budget.threshold_reached', 'budget.updated',
     'customer.created', 'customer.deleted', 'customer.updated',
     'entitlement.created', 'entitlement.updated',
-    'license.canceled', 'license.created', 'license.entitlements_updated', 'license.expired', 'license.past_due',
+    'license.canceled', 'license.created', 'license.entitlements_updated', 'license.expired', 'license.file_issued',
+    'license.past_due',
     'license.policy_changed', 'license.reinstated', 'license.renewed', 'license.suspended', 'license.updated',
     'license.user_added', 'license.user_removed',
     'license_policy.archived', 'license_policy.created', 'license_policy.entitlement_attached',
@@ -46,6 +47,7 @@ as $$
     'member.added', 'member.invitation_revoked', 'member.invited', 'member.joined', 'member.ownership_transferred',
     'member.removed', 'member.role_changed',
     'meter.archived', 'meter.created', 'meter.updated',
+    'signing_key.created', 'signing_key.retired',
     'webhook_endpoint.disabled'
   ]::text[];
 $$;

@@ -38,6 +38,7 @@ from licentric.routes.customers import CustomerController
 from licentric.routes.entitlements import EntitlementController
 from licentric.routes.events import EventController
 from licentric.routes.health import healthz
+from licentric.routes.license_files import LicenseFileController, SigningKeyController
 from licentric.routes.license_policies import LicensePolicyController
 from licentric.routes.licenses import EntitlementCheckController, LicenseController
 from licentric.routes.machines import LicenseMachineController, LicenseUserController, MachineController
@@ -123,6 +124,8 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             CustomerController,
             LicenseController,
             EntitlementCheckController,
+            LicenseFileController,
+            SigningKeyController,
             MachineController,
             LicenseMachineController,
             LicenseUserController,

@@ -1,6 +1,7 @@
 """Encryption of the credentials tenants give Licentric (their Stripe API key and webhook signing
-secrets), and of the signing secrets of their outbound webhook endpoints, before they reach the
-database, with LICENTRIC_SECRET_KEY, which never does.
+secrets), of the signing secrets of their outbound webhook endpoints and of the private halves of
+their license file signing keys, before they reach the database, with LICENTRIC_SECRET_KEY, which
+never does.
 
 AES-256-GCM with a random 96-bit nonce. The associated data binds each ciphertext to its account and
 its purpose, so a ciphertext copied to another tenant's row, or from a signing secret's row to an API
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 VERSION = b"\x01"
 NONCE_BYTES = 12
 
-Purpose = Literal["stripe_api_key", "stripe_webhook_secret", "webhook_endpoint_secret"]
+Purpose = Literal["stripe_api_key", "stripe_webhook_secret", "webhook_endpoint_secret", "signing_key"]
 
 
 class DecryptionError(Exception):
@@ -38,18 +39,29 @@ class SecretBox:
         self._aead = AESGCM(key)
 
     def encrypt(self, plaintext: str, account_id: UUID | str, purpose: Purpose) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, plaintext.encode(), _associated_data(account_id, purpose))
-        return VERSION + nonce + sealed
+        return self.seal(plaintext.encode(), account_id, purpose)
 
     def decrypt(self, ciphertext: bytes, account_id: UUID | str, purpose: Purpose) -> str:
+        try:
+            return self.open(ciphertext, account_id, purpose).decode()
+        except UnicodeDecodeError:
+            raise DecryptionError("cannot decrypt: the plaintext is not text") from None
+
+    def seal(self, plaintext: bytes, account_id: UUID | str, purpose: Purpose) -> bytes:
+        """encrypt for bytes (a private key)."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plaintext, _associated_data(account_id, purpose))
+        return VERSION + nonce + sealed
+
+    def open(self, ciphertext: bytes, account_id: UUID | str, purpose: Purpose) -> bytes:
+        """decrypt for bytes."""
         data = bytes(ciphertext)
         if data[:1] != VERSION or len(data) < 1 + NONCE_BYTES + 16:
             raise DecryptionError("not a Licentric ciphertext")
         nonce, sealed = data[1 : 1 + NONCE_BYTES], data[1 + NONCE_BYTES :]
         try:
-            return self._aead.decrypt(nonce, sealed, _associated_data(account_id, purpose)).decode()
-        except (InvalidTag, UnicodeDecodeError):
+            return self._aead.decrypt(nonce, sealed, _associated_data(account_id, purpose))
+        except InvalidTag:
             raise DecryptionError(
                 "cannot decrypt: another LICENTRIC_SECRET_KEY, account or purpose made it"
             ) from None

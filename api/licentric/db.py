@@ -47,6 +47,15 @@ async def account_id_of(call: Call) -> UUID:
     return (await call("api.get_account", {}))[0]["id"]
 
 
+# What the web layer does in a request's transaction around its api function, for work only it can do
+# there (license files: make the account's first signing key, sign where the key is decrypted). Both
+# get the authenticated account. Prepare runs before the function and answers extra arguments for it;
+# finish turns the function's rows (as psycopg reads them) into the answer, which an Idempotency-Key
+# then stores.
+Prepare = Callable[[psycopg.AsyncConnection, UUID], Awaitable[dict[str, Any]]]
+Finish = Callable[[UUID, list[Any]], list[Any]]
+
+
 class UnsafeRoleError(RuntimeError):
     """A connection does not log in as the role the process must run as."""
 
@@ -175,13 +184,23 @@ class TenantDb:
     idempotency: Idempotency | None = None
 
     async def _rows(
-        self, function: str, args: Mapping[str, Any], status: int, *, builtins: bool = True
+        self,
+        function: str,
+        args: Mapping[str, Any],
+        status: int,
+        *,
+        builtins: bool = True,
+        prepare: Prepare | None = None,
+        finish: Finish | None = None,
     ) -> tuple[list[Any], bool]:
         async def work(conn: psycopg.AsyncConnection) -> tuple[list[Any], bool]:
-            await conn.execute(
-                "select from service.authenticate_request(secret => %s, client_hash => %s, per_minute => %s)",
-                (self.secret, self.client_hash, self.per_minute),
-            )
+            context = await (
+                await conn.execute(
+                    "select account_id from service.authenticate_request("
+                    "secret => %s, client_hash => %s, per_minute => %s)",
+                    (self.secret, self.client_hash, self.per_minute),
+                )
+            ).fetchone()
             if self.idempotency is not None:
                 stored = await (
                     await conn.execute(
@@ -191,8 +210,11 @@ class TenantDb:
                 ).fetchone()
                 if stored["status"] is not None:
                     return [stored["body"]], True
-            cur = await conn.execute(_call(function, args), {k: _adapt(v) for k, v in args.items()})
+            call_args = {**args, **(await prepare(conn, context["account_id"]))} if prepare else args
+            cur = await conn.execute(_call(function, call_args), {k: _adapt(v) for k, v in call_args.items()})
             rows = await cur.fetchall()
+            if finish is not None:
+                rows = finish(context["account_id"], rows)
             if builtins:
                 rows = msgspec.to_builtins(rows)
             if self.idempotency is not None:
@@ -234,11 +256,18 @@ class TenantDb:
         return rows
 
     async def one(
-        self, shape: type[T], function: str, args: Mapping[str, Any] | None = None, *, status: int = 200
+        self,
+        shape: type[T],
+        function: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        status: int = 200,
+        prepare: Prepare | None = None,
+        finish: Finish | None = None,
     ) -> Response[T]:
         """The single object an api function returns, as shape (a composite's columns, or the object a
         function returning jsonb answers: its one column is named after the function)."""
-        rows, replayed = await self._rows(function, args or {}, status)
+        rows, replayed = await self._rows(function, args or {}, status, prepare=prepare, finish=finish)
         row = rows[0]
         name = function.rsplit(".", 1)[-1]
         if isinstance(row, dict) and len(row) == 1 and isinstance(row.get(name), dict):
@@ -253,10 +282,16 @@ class TenantDb:
         return msgspec.convert({"data": rows, "has_more": False}, shape, strict=False)
 
     async def page(
-        self, shape: type[T], function: str, page: Page, args: Mapping[str, Any] | None = None
+        self,
+        shape: type[T],
+        function: str,
+        page: Page,
+        args: Mapping[str, Any] | None = None,
+        *,
+        prepare: Prepare | None = None,
     ) -> T:
         """A list page: shape is a Struct with data and has_more fields."""
-        rows, _ = await self._rows(function, {**(args or {}), **page.args()}, 200)
+        rows, _ = await self._rows(function, {**(args or {}), **page.args()}, 200, prepare=prepare)
         data, has_more = page.cut(rows)
         return msgspec.convert({"data": data, "has_more": has_more}, shape, strict=False)
 

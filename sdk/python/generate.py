@@ -29,7 +29,7 @@ NAMES: dict[str, tuple[str, str]] = {
 # Names of inline schemas: the items of the ingest body.
 INLINE_ITEMS = {"ingestUsageEvents": "UsageEvent"}
 # The field that is a list's cursor when its objects have no `id`.
-CURSORS = {"LicenseUser": "customer_id"}
+CURSORS = {"LicenseUser": "customer_id", "SigningKey": "kid"}
 
 
 def document() -> dict[str, Any]:

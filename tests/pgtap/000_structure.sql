@@ -411,7 +411,8 @@ select functions_are(
     'get_member', 'invite_member', 'list_audit_events', 'list_member_invitations', 'list_member_sessions',
     'list_members', 'remove_member', 'revoke_member_invitation', 'revoke_member_session', 'transfer_ownership',
     'update_member_role',
-    'get_console_overview', 'update_account'
+    'get_console_overview', 'update_account',
+    'ensure_signing_key', 'issue_license_file', 'list_signing_keys', 'rotate_signing_key'
   ],
   'the api schema exposes exactly the documented functions'
 );

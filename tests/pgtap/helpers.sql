@@ -442,6 +442,9 @@ begin
     seed_licensing.account_id, sha256(convert_to('session ' || seed_licensing.account_id::text, 'UTF8')), v_customer,
     'seed@example.com', now(), now(), now() + interval '12 hours'
   );
+  -- License files: a signing key.
+  insert into lic.signing_keys (account_id, public_key, private_key_ciphertext)
+  values (seed_licensing.account_id, decode(repeat('00', 32), 'hex'), '\x00');
 end;
 $$;
 comment on function tests.seed_licensing(uuid) is

@@ -397,6 +397,32 @@ class LicenseEntitlementSet(msgspec.Struct, kw_only=True):
     effect: Literal["grant", "revoke"]
 
 
+class LicenseFile(msgspec.Struct, kw_only=True):
+    """The `LicenseFile` schema."""
+
+    object: str = "license_file"
+    version: int
+    algorithm: str
+    kid: str
+    payload: str
+    signature: str
+
+
+class LicenseFileByKeyRequest(msgspec.Struct, kw_only=True):
+    """The `LicenseFileByKeyRequest` schema."""
+
+    key: str
+    fingerprint: str | UnsetType | None = UNSET
+    ttl_seconds: int | UnsetType | None = UNSET
+
+
+class LicenseFileRequest(msgspec.Struct, kw_only=True):
+    """The `LicenseFileRequest` schema."""
+
+    fingerprint: str | UnsetType | None = UNSET
+    ttl_seconds: int | UnsetType | None = UNSET
+
+
 class LicenseList(msgspec.Struct, kw_only=True):
     """The `LicenseList` schema."""
 
@@ -640,6 +666,25 @@ class PortalSettingsUpdate(msgspec.Struct, kw_only=True):
     primary_color: str | UnsetType | None = UNSET
     accent_color: str | UnsetType | None = UNSET
     product_name: str | UnsetType | None = UNSET
+
+
+class SigningKey(msgspec.Struct, kw_only=True):
+    """The `SigningKey` schema."""
+
+    object: str = "signing_key"
+    kid: str
+    algorithm: str
+    public_key: str
+    created_at: _dt.datetime
+    retired_at: _dt.datetime | None
+
+
+class SigningKeyList(msgspec.Struct, kw_only=True):
+    """The `SigningKeyList` schema."""
+
+    object: str = "list"
+    data: list[SigningKey]
+    has_more: bool
 
 
 class StripeConnection(msgspec.Struct, kw_only=True):
@@ -984,6 +1029,10 @@ OPERATIONS: dict[str, Operation] = {
     "suspendLicense": Operation("POST", "/v1/licenses/{license_id}/suspend", License),
     "validateLicense": Operation("POST", "/v1/licenses/validate", LicenseValidation),
     "checkEntitlement": Operation("POST", "/v1/entitlements/check", EntitlementCheck),
+    "issueLicenseFile": Operation("POST", "/v1/licenses/{license_id}/license_file", LicenseFile),
+    "issueLicenseFileByKey": Operation("POST", "/v1/licenses/license_file", LicenseFile),
+    "listSigningKeys": Operation("GET", "/v1/signing_keys", SigningKeyList),
+    "rotateSigningKey": Operation("POST", "/v1/signing_keys/rotate", SigningKey),
     "getMachine": Operation("GET", "/v1/machines/{machine_id}", Machine),
     "deactivateMachine": Operation("DELETE", "/v1/machines/{machine_id}", Machine),
     "heartbeatMachine": Operation("POST", "/v1/machines/{machine_id}/heartbeat", Machine),
@@ -1090,6 +1139,10 @@ METHODS: dict[str, tuple[str, str]] = {
     "suspendLicense": ("licenses", "suspend"),
     "validateLicense": ("licenses", "validate"),
     "checkEntitlement": ("entitlements", "check"),
+    "issueLicenseFile": ("license_files", "issue"),
+    "issueLicenseFileByKey": ("license_files", "issue_by_key"),
+    "listSigningKeys": ("signing_keys", "list"),
+    "rotateSigningKey": ("signing_keys", "rotate"),
     "getMachine": ("machines", "get"),
     "deactivateMachine": ("machines", "deactivate"),
     "heartbeatMachine": ("machines", "heartbeat"),
@@ -1670,6 +1723,64 @@ class LicensesResource(SyncResource):
             body=BillingPortalSessionCreate(return_url=return_url),
             idempotency_key=idempotency_key,
         )
+
+
+class LicenseFilesResource(SyncResource):
+    """`client.license_files`."""
+
+    def issue(
+        self,
+        license_id: str,
+        *,
+        fingerprint: str | UnsetType | None = UNSET,
+        ttl_seconds: int | UnsetType | None = UNSET,
+        idempotency_key: str | None = None,
+    ) -> LicenseFile:
+        """`POST /v1/licenses/{license_id}/license_file` (issueLicenseFile)."""
+        return self._transport.request(
+            "issueLicenseFile",
+            path={"license_id": license_id},
+            body=LicenseFileRequest(fingerprint=fingerprint, ttl_seconds=ttl_seconds),
+            idempotency_key=idempotency_key,
+        )
+
+    def issue_by_key(
+        self,
+        *,
+        key: str,
+        fingerprint: str | UnsetType | None = UNSET,
+        ttl_seconds: int | UnsetType | None = UNSET,
+        idempotency_key: str | None = None,
+    ) -> LicenseFile:
+        """`POST /v1/licenses/license_file` (issueLicenseFileByKey)."""
+        return self._transport.request(
+            "issueLicenseFileByKey",
+            body=LicenseFileByKeyRequest(key=key, fingerprint=fingerprint, ttl_seconds=ttl_seconds),
+            idempotency_key=idempotency_key,
+        )
+
+
+class SigningKeysResource(SyncResource):
+    """`client.signing_keys`."""
+
+    def list(
+        self,
+        *,
+        limit: int | UnsetType = UNSET,
+        starting_after: str | UnsetType | None = UNSET,
+        ending_before: str | UnsetType | None = UNSET,
+    ) -> Pager[SigningKey]:
+        """`GET /v1/signing_keys` (listSigningKeys)."""
+        return Pager(
+            self._transport,
+            "listSigningKeys",
+            query={"limit": limit, "starting_after": starting_after, "ending_before": ending_before},
+            cursor="kid",
+        )
+
+    def rotate(self, *, idempotency_key: str | None = None) -> SigningKey:
+        """`POST /v1/signing_keys/rotate` (rotateSigningKey)."""
+        return self._transport.request("rotateSigningKey", idempotency_key=idempotency_key)
 
 
 class MachinesResource(SyncResource):
@@ -2415,6 +2526,8 @@ class SyncResources:
         self.entitlements = EntitlementsResource(transport)
         self.customers = CustomersResource(transport)
         self.licenses = LicensesResource(transport)
+        self.license_files = LicenseFilesResource(transport)
+        self.signing_keys = SigningKeysResource(transport)
         self.machines = MachinesResource(transport)
         self.license_users = LicenseUsersResource(transport)
         self.agents = AgentsResource(transport)
@@ -2950,6 +3063,64 @@ class AsyncLicensesResource(AsyncResource):
             body=BillingPortalSessionCreate(return_url=return_url),
             idempotency_key=idempotency_key,
         )
+
+
+class AsyncLicenseFilesResource(AsyncResource):
+    """`client.license_files`."""
+
+    async def issue(
+        self,
+        license_id: str,
+        *,
+        fingerprint: str | UnsetType | None = UNSET,
+        ttl_seconds: int | UnsetType | None = UNSET,
+        idempotency_key: str | None = None,
+    ) -> LicenseFile:
+        """`POST /v1/licenses/{license_id}/license_file` (issueLicenseFile)."""
+        return await self._transport.request(
+            "issueLicenseFile",
+            path={"license_id": license_id},
+            body=LicenseFileRequest(fingerprint=fingerprint, ttl_seconds=ttl_seconds),
+            idempotency_key=idempotency_key,
+        )
+
+    async def issue_by_key(
+        self,
+        *,
+        key: str,
+        fingerprint: str | UnsetType | None = UNSET,
+        ttl_seconds: int | UnsetType | None = UNSET,
+        idempotency_key: str | None = None,
+    ) -> LicenseFile:
+        """`POST /v1/licenses/license_file` (issueLicenseFileByKey)."""
+        return await self._transport.request(
+            "issueLicenseFileByKey",
+            body=LicenseFileByKeyRequest(key=key, fingerprint=fingerprint, ttl_seconds=ttl_seconds),
+            idempotency_key=idempotency_key,
+        )
+
+
+class AsyncSigningKeysResource(AsyncResource):
+    """`client.signing_keys`."""
+
+    def list(
+        self,
+        *,
+        limit: int | UnsetType = UNSET,
+        starting_after: str | UnsetType | None = UNSET,
+        ending_before: str | UnsetType | None = UNSET,
+    ) -> AsyncPager[SigningKey]:
+        """`GET /v1/signing_keys` (listSigningKeys)."""
+        return AsyncPager(
+            self._transport,
+            "listSigningKeys",
+            query={"limit": limit, "starting_after": starting_after, "ending_before": ending_before},
+            cursor="kid",
+        )
+
+    async def rotate(self, *, idempotency_key: str | None = None) -> SigningKey:
+        """`POST /v1/signing_keys/rotate` (rotateSigningKey)."""
+        return await self._transport.request("rotateSigningKey", idempotency_key=idempotency_key)
 
 
 class AsyncMachinesResource(AsyncResource):
@@ -3701,6 +3872,8 @@ class AsyncResources:
         self.entitlements = AsyncEntitlementsResource(transport)
         self.customers = AsyncCustomersResource(transport)
         self.licenses = AsyncLicensesResource(transport)
+        self.license_files = AsyncLicenseFilesResource(transport)
+        self.signing_keys = AsyncSigningKeysResource(transport)
         self.machines = AsyncMachinesResource(transport)
         self.license_users = AsyncLicenseUsersResource(transport)
         self.agents = AsyncAgentsResource(transport)

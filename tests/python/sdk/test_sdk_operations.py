@@ -98,6 +98,10 @@ def test_every_operation_through_the_sync_client(serve_url, make_account, serve_
     assert client.machines.get(machine.id).fingerprint == f"fp-{tag}"
     assert client.machines.heartbeat(machine.id).last_heartbeat_at is not None
     assert [m.id for m in client.machines.list(license.id)] == [machine.id]
+    signed = client.license_files.issue(license.id, fingerprint=f"fp-{tag}", ttl_seconds=3600)
+    by_key = client.license_files.issue_by_key(key=license.key, fingerprint=f"fp-{tag}")
+    assert signed.kid == by_key.kid == next(iter(client.signing_keys.list())).kid
+    assert client.signing_keys.rotate().kid != signed.kid
     second = client.licenses.create(policy_code=policy.code, customer_id=customer.id)
     assert client.machines.transfer(machine.id, license_id=second.id).license_id == second.id
     assert client.machines.deactivate(machine.id).id == machine.id
