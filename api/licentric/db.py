@@ -157,6 +157,9 @@ class TenantDb:
     When the request carried an Idempotency-Key, the answer is stored with the
     key in the same transaction, and a repeat gets the stored answer (with
     Idempotent-Replayed: true) instead of running the function again.
+
+    uncounted() is the same request's later calls (a long poll's re-queries):
+    authenticated, but not counted against the rate limit again.
     """
 
     pool: AsyncConnectionPool
@@ -164,15 +167,23 @@ class TenantDb:
     client_hash: bytes
     per_minute: int
     idempotency: Idempotency | None = None
+    counted: bool = True
+
+    def uncounted(self) -> TenantDb:
+        return replace(self, idempotency=None, counted=False)
 
     async def _rows(
         self, function: str, args: Mapping[str, Any], status: int, *, builtins: bool = True
     ) -> tuple[list[Any], bool]:
         async def work(conn: psycopg.AsyncConnection) -> tuple[list[Any], bool]:
-            await conn.execute(
-                "select from service.authenticate_request(secret => %s, client_hash => %s, per_minute => %s)",
-                (self.secret, self.client_hash, self.per_minute),
-            )
+            if self.counted:
+                await conn.execute(
+                    "select from service.authenticate_request(secret => %s, client_hash => %s,"
+                    " per_minute => %s)",
+                    (self.secret, self.client_hash, self.per_minute),
+                )
+            else:
+                await conn.execute("select from api.authenticate(secret => %s)", (self.secret,))
             if self.idempotency is not None:
                 stored = await (
                     await conn.execute(
@@ -203,7 +214,7 @@ class TenantDb:
             return await _transaction(self.pool, work)
         except psycopg.Error as exc:
             # The request's count rolled back with it; a refused one is not counted.
-            if exc.sqlstate and exc.sqlstate != "LRATE":
+            if self.counted and exc.sqlstate and exc.sqlstate != "LRATE":
                 async with self.pool.connection() as conn:
                     await conn.execute(
                         "select from service.count_failed_request(secret => %s, client_hash => %s)",
