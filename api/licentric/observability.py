@@ -13,7 +13,12 @@ from typing import Any
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from licentric import __version__
+
 REQUEST_ID_HEADER = "x-request-id"
+# Every answer names the server's version, which is its API's (the OpenAPI document's info.version): the SDK
+# compares it with the version it was generated from.
+VERSION_HEADER = "licentric-version"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 # The request being served by this task, for every log line it writes.
@@ -53,8 +58,8 @@ def configure_logging(level: str) -> None:
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Give every request an id (the caller's X-Request-Id if well-formed),
-    echo it in the response and write one access log line when it ends."""
+    """Give every request an id (the caller's X-Request-Id if well-formed), echo it in the response
+    beside the server's version, and write one access log line when it ends."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,7 +75,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableScopeHeaders.from_message(message)
+                headers[REQUEST_ID_HEADER] = request_id
+                headers[VERSION_HEADER] = __version__
             await send(message)
 
         try:

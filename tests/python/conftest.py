@@ -3,6 +3,7 @@ server, fresh empty databases on demand, accounts, and an HTTP client."""
 
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +22,7 @@ from licentric.migrate import migrate
 from licentric.settings import Settings
 
 from fake_stripe import FakeStripe
+from processes import Server, cli_env, free_port
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The test server holds many Licentric databases at once; the CLIs the tests start may migrate beside them.
@@ -132,3 +134,35 @@ def fake_stripe() -> Iterator[FakeStripe]:
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture(scope="session")
+def serve_stripe() -> Iterator[FakeStripe]:
+    """The fake Stripe API of serve_url's server, for the whole session."""
+    fake = FakeStripe().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def serve_url(
+    settings: Settings, serve_stripe: FakeStripe, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real `licentric serve` (a subprocess) on the session's database, on a free port, logging in as
+    lic_web, with Stripe's API at a local fake (the SDK's tests use it)."""
+    port = free_port()
+    env = cli_env(
+        DATABASE_URL=settings.database_url,
+        LICENTRIC_SECRET_KEY=base64.b64encode(settings.secret_key).decode(),
+        LICENTRIC_RATE_LIMIT_PER_MINUTE="1000000",
+        LICENTRIC_STRIPE_API_BASE=serve_stripe.url,
+        LICENTRIC_LOG_LEVEL="WARNING",
+        LICENTRIC_WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
+    )
+    server = Server(["serve", "--port", str(port)], env, tmp_path_factory.mktemp("serve"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_healthy(url)
+        yield url
+    finally:
+        server.kill()
