@@ -110,6 +110,20 @@ $$;
 comment on function private.effective_status(text, timestamptz, timestamptz, timestamptz) is
 'A license''s status at an instant: expiry and the end of a payment grace period count even before any sweep.';
 
+-- The other half of the same rule: the instant effective_status stops
+-- answering active or past_due without a write (null: never).
+create or replace function private.in_use_until(status text, expires_at timestamptz, grace_ends_at timestamptz)
+returns timestamptz
+language sql
+immutable
+parallel safe
+as $$
+  select least(expires_at, case when status = 'past_due' then grace_ends_at end);
+$$;
+comment on function private.in_use_until(text, timestamptz, timestamptz) is
+'For a license in use (effective status active or past_due): when it stops being in use without a write, its '
+'expiry or, past due, the end of its grace period, whichever comes first; null when neither will.';
+
 create or replace function private.license_view(l lic.licenses, policy_code text default null)
 returns api.license
 language plpgsql

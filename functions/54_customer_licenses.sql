@@ -109,3 +109,53 @@ comment on function private.tg_license_users__customer_licenses() is
 create or replace trigger license_users__customer_licenses
 after insert or delete or update of customer_id on lic.license_users
 for each row execute function private.tg_license_users__customer_licenses();
+
+-- The one rule behind every customer-level entitlement answer: the check
+-- (api.check_entitlement by customer) and the snapshots the SDK evaluates
+-- locally (functions/59_entitlement_feed.sql) both call it, so they cannot
+-- disagree. licenses null: no such customer.
+create or replace function private.entitlement_decision(
+  licenses lic.customer_license[],
+  entitlement text,
+  at timestamptz
+)
+returns lic.entitlement_decision
+language plpgsql
+immutable
+as $$
+declare
+  v_license lic.customer_license;
+  v_end timestamptz;
+  v_in_use boolean := false;
+  v_endless boolean := false;
+  v_last_end timestamptz;
+begin
+  if licenses is null then
+    return row(false, 'CUSTOMER_NOT_FOUND', null, null)::lic.entitlement_decision;
+  end if;
+  -- Oldest first (the array's order): the first license in use that grants
+  -- the entitlement answers, until it stops being in use.
+  foreach v_license in array licenses loop
+    if private.effective_status(v_license.status, v_license.expires_at, v_license.grace_ends_at, at)
+      in ('active', 'past_due') then
+      v_end := private.in_use_until(v_license.status, v_license.expires_at, v_license.grace_ends_at);
+      if entitlement = any(v_license.entitlement_codes) then
+        return row(true, 'ENTITLED', v_license.license_id, v_end)::lic.entitlement_decision;
+      end if;
+      v_in_use := true;
+      v_endless := v_endless or v_end is null;
+      v_last_end := greatest(v_last_end, v_end);
+    end if;
+  end loop;
+  if v_in_use then
+    -- Until the last license in use ends, then NO_VALID_LICENSE.
+    return row(false, 'NOT_ENTITLED', null, case when not v_endless then v_last_end end)::lic.entitlement_decision;
+  end if;
+  return row(false, 'NO_VALID_LICENSE', null, null)::lic.entitlement_decision;
+end;
+$$;
+comment on function private.entitlement_decision(lic.customer_license[], text, timestamptz) is
+'Whether a customer with these licenses (lic.customers.licenses; null: no such customer) has an entitlement at '
+'an instant: ENTITLED (the oldest license in use that grants it), NOT_ENTITLED, NO_VALID_LICENSE or '
+'CUSTOMER_NOT_FOUND, and until when that answer holds without a write (null: no limit). A null entitlement '
+'gets the answer of every code no license in use grants.';

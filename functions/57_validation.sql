@@ -258,9 +258,8 @@ declare
   v_account_id uuid := private.require_account();
   v_now timestamptz := now();
   v_license lic.licenses;
-  v_customer_id uuid;
-  v_allowed_id uuid;
-  v_any_valid boolean;
+  v_licenses lic.customer_license[];
+  v_decision lic.entitlement_decision;
 begin
   if entitlement is null then
     raise exception using errcode = 'LINVL', column = 'entitlement', message = 'entitlement is required';
@@ -283,32 +282,13 @@ begin
     return private.license_check(v_license, entitlement, v_now);
   end if;
 
-  -- One row: the customer's licenses as lic.customers.licenses keeps them,
-  -- oldest first; the first that allows the entitlement answers.
-  select
-    c.id,
-    (
-      select l.license_id from unnest(c.licenses) as l
-      where
-        private.effective_status(l.status, l.expires_at, l.grace_ends_at, v_now) in ('active', 'past_due')
-        and check_entitlement.entitlement = any(l.entitlement_codes)
-      order by l.license_id
-      limit 1
-    ),
-    exists (
-      select from unnest(c.licenses) as l
-      where private.effective_status(l.status, l.expires_at, l.grace_ends_at, v_now) in ('active', 'past_due')
-    )
-  into v_customer_id, v_allowed_id, v_any_valid
+  -- One row: the customer's licenses as lic.customers.licenses keeps them
+  -- (none found: null), judged by the rule the SDK's snapshots carry.
+  select c.licenses into v_licenses
   from lic.customers as c
   where c.account_id = v_account_id and c.external_id = customer_external_id;
-  if v_customer_id is null then
-    return row(false, 'CUSTOMER_NOT_FOUND', null)::api.entitlement_check;
-  end if;
-  if v_allowed_id is not null then
-    return row(true, 'ENTITLED', v_allowed_id)::api.entitlement_check;
-  end if;
-  return row(false, case when v_any_valid then 'NOT_ENTITLED' else 'NO_VALID_LICENSE' end, null)::api.entitlement_check;
+  v_decision := private.entitlement_decision(v_licenses, entitlement, v_now);
+  return row(v_decision.allowed, v_decision.reason, v_decision.license_id)::api.entitlement_check;
 end;
 $$;
 comment on function api.check_entitlement(text, uuid, text, text) is

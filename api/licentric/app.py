@@ -35,6 +35,7 @@ from licentric.routes.agents import AgentController
 from licentric.routes.api_keys import ApiKeyController
 from licentric.routes.budgets import BudgetController
 from licentric.routes.customers import CustomerController
+from licentric.routes.entitlement_feed import EntitlementFeedController
 from licentric.routes.entitlements import EntitlementController
 from licentric.routes.events import EventController
 from licentric.routes.health import healthz
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             ApiKeyController,
             LicensePolicyController,
             EntitlementController,
+            EntitlementFeedController,
             CustomerController,
             LicenseController,
             EntitlementCheckController,

@@ -175,6 +175,9 @@ class TenantDb:
     When the request carried an Idempotency-Key, the answer is stored with the
     key in the same transaction, and a repeat gets the stored answer (with
     Idempotent-Replayed: true) instead of running the function again.
+
+    uncounted() is the same request's later calls (a long poll's re-queries):
+    authenticated, but not counted against the rate limit again.
     """
 
     pool: AsyncConnectionPool
@@ -182,6 +185,10 @@ class TenantDb:
     client_hash: bytes
     per_minute: int
     idempotency: Idempotency | None = None
+    counted: bool = True
+
+    def uncounted(self) -> TenantDb:
+        return replace(self, idempotency=None, counted=False)
 
     async def _rows(
         self,
@@ -194,13 +201,16 @@ class TenantDb:
         finish: Finish | None = None,
     ) -> tuple[list[Any], bool]:
         async def work(conn: psycopg.AsyncConnection) -> tuple[list[Any], bool]:
-            context = await (
-                await conn.execute(
+            # Later calls of one request (a long poll's re-queries) authenticate without counting again.
+            if self.counted:
+                authenticate = (
                     "select account_id from service.authenticate_request("
                     "secret => %s, client_hash => %s, per_minute => %s)",
                     (self.secret, self.client_hash, self.per_minute),
                 )
-            ).fetchone()
+            else:
+                authenticate = ("select account_id from api.authenticate(secret => %s)", (self.secret,))
+            context = await (await conn.execute(*authenticate)).fetchone()
             if self.idempotency is not None:
                 stored = await (
                     await conn.execute(
@@ -234,7 +244,7 @@ class TenantDb:
             return await _transaction(self.pool, work)
         except psycopg.Error as exc:
             # The request's count rolled back with it; a refused one is not counted.
-            if exc.sqlstate and exc.sqlstate != "LRATE":
+            if self.counted and exc.sqlstate and exc.sqlstate != "LRATE":
                 async with self.pool.connection() as conn:
                     await conn.execute(
                         "select from service.count_failed_request(secret => %s, client_hash => %s)",

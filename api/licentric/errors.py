@@ -42,6 +42,7 @@ REGISTRY: dict[str, ErrorKind] = {
     "LBUDG": ErrorKind(402, "invalid_request_error", "budget_exhausted"),
     "LRATE": ErrorKind(429, "rate_limit_error", "rate_limited"),
     "LACCT": ErrorKind(403, "permission_error", "account_inactive"),
+    "LGONE": ErrorKind(410, "invalid_request_error", "cursor_expired"),
     # Raised by the Python layer only (routes/stripe.py, stripe_api.py, json_depth.py).
     "LSIGN": ErrorKind(400, "invalid_request_error", "signature_invalid"),
     "LPAYL": ErrorKind(400, "invalid_request_error", "payload_invalid"),

@@ -389,7 +389,7 @@ select functions_are(
     'check_entitlement', 'claim_idempotency_key', 'create_agent',
     'create_api_key', 'create_customer', 'create_entitlement', 'create_license', 'create_license_policy',
     'create_stripe_mapping', 'deactivate_machine', 'delete_stripe_connection', 'delete_stripe_mapping',
-    'detach_entitlement', 'get_account', 'get_agent', 'get_api_key',
+    'detach_entitlement', 'entitlement_changes', 'entitlement_snapshot', 'get_account', 'get_agent', 'get_api_key',
     'get_current_agent', 'get_customer', 'get_entitlement', 'get_event', 'get_license', 'get_license_policy',
     'get_machine', 'get_stripe_api_key', 'get_stripe_event', 'heartbeat_machine',
     'ingest_events', 'list_agents', 'list_api_keys',

@@ -369,6 +369,7 @@ begin
   returning id into v_license;
   insert into lic.license_entitlements (account_id, license_id, entitlement_id, effect)
   values (seed_licensing.account_id, v_license, v_entitlement, 'grant');
+  insert into lic.customer_tombstones (account_id, external_id) values (seed_licensing.account_id, 'seed-gone');
   insert into lic.machines (account_id, license_id, fingerprint) values (seed_licensing.account_id, v_license, 'seed');
   insert into lic.license_users (account_id, license_id, customer_id, role)
   values (seed_licensing.account_id, v_license, v_customer, 'owner');

@@ -72,6 +72,8 @@ def test_the_published_document_is_the_one_tested(api_url):
 @schema.parametrize()
 @settings(deadline=DEADLINE_MS, suppress_health_check=list(HealthCheck))
 def test_no_request_makes_the_api_answer_500(case, api_url, api_key):
+    if isinstance((case.query or {}).get("wait"), int | float) and case.query["wait"] > 1:
+        case.query["wait"] = 1  # a long poll with nothing to answer takes `wait` seconds by design
     response = case.call(base_url=api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
     status = response.status_code
     documented = {str(code) for code in case.operation.definition.raw.get("responses", {})}

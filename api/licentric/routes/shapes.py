@@ -34,6 +34,7 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
         403: "The key may not do this (publishable key)",
         404: "No such object in this account",
         409: "Illegal state change, or an Idempotency-Key still in use",
+        410: "The cursor is too old to follow (cursor_expired): take a new snapshot",
         422: "Invalid parameter, or an Idempotency-Key reused with another request",
         429: "Rate limited; see Retry-After",
         502: "Stripe failed or could not be reached (stripe_unavailable)",
