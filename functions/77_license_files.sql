@@ -51,7 +51,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable']);
+  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable'], member_role => 'admin');
   v_key lic.signing_keys;
 begin
   perform private.check_signing_key(public_key, private_key_ciphertext);
@@ -82,7 +82,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_account_id uuid := private.require_account();
+  v_account_id uuid := private.require_account(member_role => 'admin');
   v_retired lic.signing_keys;
   v_key lic.signing_keys;
 begin
@@ -217,7 +217,7 @@ set search_path = pg_catalog, pg_temp
 set timezone = 'UTC'
 as $$
 declare
-  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable']);
+  v_account_id uuid := private.require_account(kinds => array['secret', 'publishable'], member_role => 'admin');
   v_now timestamptz := now();
   v_fingerprint text := nullif(btrim(fingerprint), '');
   v_ttl integer := coalesce(ttl_seconds, 2592000);

@@ -25,7 +25,7 @@ from licentric import embedded
 from licentric.db import WEB_ROLE, WORKER_ROLE, UnsafeRoleError, login_url, verify_login
 from licentric.mail import mailer_for
 from licentric.migrate import MigrationError, migrate, other_installations
-from licentric.portal.security import digest, new_secret
+from licentric.web.security import digest, new_secret
 from licentric.settings import ConfigurationError, Settings, parse_secret_key
 from licentric.usage_import import import_usage
 

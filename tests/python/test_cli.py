@@ -14,7 +14,7 @@ import pytest
 
 from licentric.db import WEB_ROLE, login_url
 from licentric.migrate import LOCK_ID, ROOT
-from licentric.portal.security import digest
+from licentric.web.security import digest
 
 from processes import Server, cli_env, free_port, run_cli
 

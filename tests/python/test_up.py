@@ -16,7 +16,7 @@ import psutil
 import psycopg
 import pytest
 
-from licentric.portal.security import digest
+from licentric.web.security import digest
 
 from processes import Server, cli_env, free_port
 
