@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/stripe.py
 	$(PY) bench/metering.py
 	$(PY) bench/webhooks.py
+	$(PY) bench/sdk.py
 
 docs: $(STAMP)
 	psql -X -q "$(TEST_DATABASE_URL)" -c "drop database if exists licentric_docs with (force)" -c "create database licentric_docs"

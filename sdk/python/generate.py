@@ -25,11 +25,13 @@ NAMES: dict[str, tuple[str, str]] = {
     "checkEntitlement": ("entitlements", "check"),
     "ingestUsageEvents": ("usage", "ingest"),
     "getUsage": ("usage", "query"),
+    "getEntitlementSnapshot": ("entitlements", "snapshot"),
+    "listEntitlementChanges": ("entitlements", "changes"),
 }
 # Names of inline schemas: the items of the ingest body.
 INLINE_ITEMS = {"ingestUsageEvents": "UsageEvent"}
 # The field that is a list's cursor when its objects have no `id`.
-CURSORS = {"LicenseUser": "customer_id", "SigningKey": "kid"}
+CURSORS = {"LicenseUser": "customer_id", "SigningKey": "kid", "CustomerEntitlements": "customer"}
 
 
 def document() -> dict[str, Any]:

@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 from licentric_sdk._transport import RetryPolicy
 from licentric_sdk.client import AsyncLicentric, Licentric, Versions
 from licentric_sdk.errors import LicentricError
+from licentric_sdk.local import LocalOptions, LocalStats
 from licentric_sdk.usage import Consumption, RecorderOptions, UsageStats
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "Consumption",
     "Licentric",
     "LicentricError",
+    "LocalOptions",
+    "LocalStats",
     "RecorderOptions",
     "RetryPolicy",
     "UsageStats",

@@ -236,6 +236,16 @@ class CustomerCreate(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] | UnsetType = UNSET
 
 
+class CustomerEntitlements(msgspec.Struct, kw_only=True):
+    """The `CustomerEntitlements` schema."""
+
+    object: str = "customer_entitlements"
+    customer: str
+    found: bool
+    default: list[EntitlementAnswer]
+    entitlements: dict[str, list[EntitlementAnswer]]
+
+
 class CustomerList(msgspec.Struct, kw_only=True):
     """The `CustomerList` schema."""
 
@@ -264,6 +274,15 @@ class Entitlement(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any]
     created_at: _dt.datetime
     updated_at: _dt.datetime
+
+
+class EntitlementAnswer(msgspec.Struct, kw_only=True):
+    """The `EntitlementAnswer` schema."""
+
+    allowed: bool
+    reason: str
+    license_id: str | None
+    valid_until: _dt.datetime | None
 
 
 class EntitlementCheck(msgspec.Struct, kw_only=True):
@@ -298,6 +317,15 @@ class EntitlementList(msgspec.Struct, kw_only=True):
     object: str = "list"
     data: list[Entitlement]
     has_more: bool
+
+
+class EntitlementPage(msgspec.Struct, kw_only=True):
+    """The `EntitlementPage` schema."""
+
+    object: str = "list"
+    data: list[CustomerEntitlements]
+    has_more: bool
+    cursor: str
 
 
 class EntitlementUpdate(msgspec.Struct, kw_only=True):
@@ -1005,6 +1033,8 @@ OPERATIONS: dict[str, Operation] = {
     "createEntitlement": Operation("POST", "/v1/entitlements", Entitlement),
     "getEntitlement": Operation("GET", "/v1/entitlements/{entitlement_id}", Entitlement),
     "updateEntitlement": Operation("POST", "/v1/entitlements/{entitlement_id}", Entitlement),
+    "listEntitlementChanges": Operation("GET", "/v1/entitlements/changes", EntitlementPage),
+    "getEntitlementSnapshot": Operation("GET", "/v1/entitlements/snapshot", EntitlementPage),
     "listCustomers": Operation("GET", "/v1/customers", CustomerList),
     "createCustomer": Operation("POST", "/v1/customers", Customer),
     "getCustomer": Operation("GET", "/v1/customers/{customer_id}", Customer),
@@ -1121,6 +1151,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "createEntitlement": ("entitlements", "create"),
     "getEntitlement": ("entitlements", "get"),
     "updateEntitlement": ("entitlements", "update"),
+    "listEntitlementChanges": ("entitlements", "changes"),
+    "getEntitlementSnapshot": ("entitlements", "snapshot"),
     "listCustomers": ("customers", "list"),
     "createCustomer": ("customers", "create"),
     "getCustomer": ("customers", "get"),
@@ -1446,6 +1478,29 @@ class EntitlementsResource(SyncResource):
             path={"entitlement_id": entitlement_id},
             body=EntitlementUpdate(name=name, metadata=metadata),
             idempotency_key=idempotency_key,
+        )
+
+    def changes(
+        self, *, cursor: str, wait: float | UnsetType = UNSET, limit: int | UnsetType = UNSET
+    ) -> EntitlementPage:
+        """`GET /v1/entitlements/changes` (listEntitlementChanges)."""
+        return self._transport.request(
+            "listEntitlementChanges", query={"cursor": cursor, "wait": wait, "limit": limit}
+        )
+
+    def snapshot(
+        self,
+        *,
+        customer: str | UnsetType | None = UNSET,
+        limit: int | UnsetType = UNSET,
+        starting_after: str | UnsetType | None = UNSET,
+    ) -> Pager[CustomerEntitlements]:
+        """`GET /v1/entitlements/snapshot` (getEntitlementSnapshot)."""
+        return Pager(
+            self._transport,
+            "getEntitlementSnapshot",
+            query={"customer": customer, "limit": limit, "starting_after": starting_after},
+            cursor="customer",
         )
 
     def check(
@@ -2786,6 +2841,29 @@ class AsyncEntitlementsResource(AsyncResource):
             path={"entitlement_id": entitlement_id},
             body=EntitlementUpdate(name=name, metadata=metadata),
             idempotency_key=idempotency_key,
+        )
+
+    async def changes(
+        self, *, cursor: str, wait: float | UnsetType = UNSET, limit: int | UnsetType = UNSET
+    ) -> EntitlementPage:
+        """`GET /v1/entitlements/changes` (listEntitlementChanges)."""
+        return await self._transport.request(
+            "listEntitlementChanges", query={"cursor": cursor, "wait": wait, "limit": limit}
+        )
+
+    def snapshot(
+        self,
+        *,
+        customer: str | UnsetType | None = UNSET,
+        limit: int | UnsetType = UNSET,
+        starting_after: str | UnsetType | None = UNSET,
+    ) -> AsyncPager[CustomerEntitlements]:
+        """`GET /v1/entitlements/snapshot` (getEntitlementSnapshot)."""
+        return AsyncPager(
+            self._transport,
+            "getEntitlementSnapshot",
+            query={"customer": customer, "limit": limit, "starting_after": starting_after},
+            cursor="customer",
         )
 
     async def check(

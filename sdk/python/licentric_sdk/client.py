@@ -25,6 +25,7 @@ from licentric_sdk._generated import (
 )
 from licentric_sdk._transport import AsyncTransport, RetryPolicy, SyncTransport, compatible
 from licentric_sdk.errors import PaymentRequiredError
+from licentric_sdk.local import AsyncLocalEntitlements, LocalEntitlements, LocalOptions
 from licentric_sdk.usage import (
     AsyncUsageRecorder,
     Consumption,
@@ -49,6 +50,8 @@ class Versions:
 
 
 class Entitlements(EntitlementsResource):
+    local: LocalEntitlements | None = None  # set by Licentric(local=LocalOptions(...))
+
     def check(
         self,
         entitlement: str,
@@ -59,7 +62,10 @@ class Entitlements(EntitlementsResource):
         customer_external_id: str | UnsetType | None = UNSET,
     ) -> EntitlementCheck:
         """May this customer (its external id, your own user id), license or license key use the entitlement?
-        Asks the server now; the one place a local snapshot will answer from later."""
+        By customer with local evaluation on, answered from the local snapshot; else the server answers."""
+        who = customer if customer is not None else customer_external_id
+        if self.local is not None and isinstance(who, str) and license_id is UNSET and license_key is UNSET:
+            return self.local.check(entitlement, who)
         return super().check(
             entitlement=entitlement,
             license_id=license_id,
@@ -69,6 +75,8 @@ class Entitlements(EntitlementsResource):
 
 
 class AsyncEntitlements(AsyncEntitlementsResource):
+    local: AsyncLocalEntitlements | None = None  # set by AsyncLicentric(local=LocalOptions(...))
+
     async def check(
         self,
         entitlement: str,
@@ -79,6 +87,9 @@ class AsyncEntitlements(AsyncEntitlementsResource):
         customer_external_id: str | UnsetType | None = UNSET,
     ) -> EntitlementCheck:
         """The async `Entitlements.check`."""
+        who = customer if customer is not None else customer_external_id
+        if self.local is not None and isinstance(who, str) and license_id is UNSET and license_key is UNSET:
+            return await self.local.check(entitlement, who)
         return await super().check(
             entitlement=entitlement,
             license_id=license_id,
@@ -241,10 +252,13 @@ class Licentric(SyncResources):
         usage: RecorderOptions | None = None,
         headers: Mapping[str, str] | None = None,
         http_transport: httpx.BaseTransport | None = None,
+        local: LocalOptions | None = None,
     ) -> None:
         self._transport = SyncTransport(api_key, base_url, timeout, retry, headers, http_transport)
         super().__init__(self._transport)
         self.entitlements = Entitlements(self._transport)
+        if local is not None:
+            self.entitlements.local = LocalEntitlements(self._transport, local)
         self.usage = Usage(self._transport, usage or RecorderOptions())
 
     @property
@@ -258,8 +272,10 @@ class Licentric(SyncResources):
         return Versions(__version__, API_VERSION, self._transport.server_version)
 
     def close(self) -> None:
-        """Flush the usage recorder (up to its flush_timeout) and close the connections."""
+        """Flush the usage recorder (up to its flush_timeout), stop the entitlement feed, disconnect."""
         self.usage.recorder.close()
+        if self.entitlements.local is not None:
+            self.entitlements.local.close()
         self._transport.close()
 
     def __enter__(self) -> Licentric:
@@ -285,10 +301,13 @@ class AsyncLicentric(AsyncResources):
         usage: RecorderOptions | None = None,
         headers: Mapping[str, str] | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        local: LocalOptions | None = None,
     ) -> None:
         self._transport = AsyncTransport(api_key, base_url, timeout, retry, headers, http_transport)
         super().__init__(self._transport)
         self.entitlements = AsyncEntitlements(self._transport)
+        if local is not None:
+            self.entitlements.local = AsyncLocalEntitlements(self._transport, local)
         self.usage = AsyncUsage(self._transport, usage or RecorderOptions())
 
     @property
@@ -300,8 +319,10 @@ class AsyncLicentric(AsyncResources):
         return Versions(__version__, API_VERSION, self._transport.server_version)
 
     async def aclose(self) -> None:
-        """Flush the usage recorder (up to its flush_timeout) and close the connections."""
+        """Flush the usage recorder (up to its flush_timeout), stop the entitlement feed, disconnect."""
         await self.usage.recorder.close()
+        if self.entitlements.local is not None:
+            await self.entitlements.local.close()
         await self._transport.close()
 
     async def __aenter__(self) -> AsyncLicentric:
