@@ -628,6 +628,65 @@ class MachineTransfer(msgspec.Struct, kw_only=True):
     license_id: str
 
 
+class Member(msgspec.Struct, kw_only=True):
+    """The `Member` schema."""
+
+    object: str = "member"
+    id: str
+    email: str
+    name: str | None
+    role: str
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+class MemberInvitation(msgspec.Struct, kw_only=True):
+    """The `MemberInvitation` schema."""
+
+    object: str = "member_invitation"
+    id: str
+    email: str
+    role: str
+    status: str
+    invited_by_kind: str | None
+    invited_by_id: str | None
+    created_at: _dt.datetime
+    expires_at: _dt.datetime
+    accepted_at: _dt.datetime | None
+    member_id: str | None
+    revoked_at: _dt.datetime | None
+    token: str | None = None
+
+
+class MemberInvitationCreate(msgspec.Struct, kw_only=True):
+    """The `MemberInvitationCreate` schema."""
+
+    email: str
+    role: Literal["owner", "admin", "developer", "viewer"]
+
+
+class MemberInvitationList(msgspec.Struct, kw_only=True):
+    """The `MemberInvitationList` schema."""
+
+    object: str = "list"
+    data: list[MemberInvitation]
+    has_more: bool
+
+
+class MemberList(msgspec.Struct, kw_only=True):
+    """The `MemberList` schema."""
+
+    object: str = "list"
+    data: list[Member]
+    has_more: bool
+
+
+class MemberUpdate(msgspec.Struct, kw_only=True):
+    """The `MemberUpdate` schema."""
+
+    role: Literal["owner", "admin", "developer", "viewer"]
+
+
 class Meter(msgspec.Struct, kw_only=True):
     """The `Meter` schema."""
 
@@ -1129,6 +1188,14 @@ OPERATIONS: dict[str, Operation] = {
     "retryWebhookDelivery": Operation("POST", "/v1/webhook_deliveries/{delivery_id}/retry", WebhookDelivery),
     "getPortalSettings": Operation("GET", "/v1/portal/branding", PortalSettings),
     "updatePortalSettings": Operation("PUT", "/v1/portal/branding", PortalSettings),
+    "getMember": Operation("GET", "/v1/members/{member_id}", Member),
+    "updateMember": Operation("POST", "/v1/members/{member_id}", Member),
+    "removeMember": Operation("DELETE", "/v1/members/{member_id}", Member),
+    "listMembers": Operation("GET", "/v1/members", MemberList),
+    "transferOwnership": Operation("POST", "/v1/members/{member_id}/transfer_ownership", Member),
+    "listMemberInvitations": Operation("GET", "/v1/member_invitations", MemberInvitationList),
+    "createMemberInvitation": Operation("POST", "/v1/member_invitations", MemberInvitation),
+    "revokeMemberInvitation": Operation("DELETE", "/v1/member_invitations/{invitation_id}", MemberInvitation),
 }
 
 # operationId → (client attribute, method name)
@@ -1231,6 +1298,14 @@ METHODS: dict[str, tuple[str, str]] = {
     "retryWebhookDelivery": ("webhooks", "retry_delivery"),
     "getPortalSettings": ("portal", "get_settings"),
     "updatePortalSettings": ("portal", "update_settings"),
+    "getMember": ("members", "get"),
+    "updateMember": ("members", "update"),
+    "removeMember": ("members", "remove"),
+    "listMembers": ("members", "list"),
+    "transferOwnership": ("members", "transfer_ownership"),
+    "listMemberInvitations": ("members", "list_invitations"),
+    "createMemberInvitation": ("members", "create_invitation"),
+    "revokeMemberInvitation": ("members", "revoke_invitation"),
 }
 
 
@@ -2570,6 +2645,87 @@ class PortalResource(SyncResource):
         )
 
 
+class MembersResource(SyncResource):
+    """`client.members`."""
+
+    def get(self, member_id: str) -> Member:
+        """`GET /v1/members/{member_id}` (getMember)."""
+        return self._transport.request("getMember", path={"member_id": member_id})
+
+    def update(
+        self,
+        member_id: str,
+        *,
+        role: Literal["owner", "admin", "developer", "viewer"],
+        idempotency_key: str | None = None,
+    ) -> Member:
+        """`POST /v1/members/{member_id}` (updateMember)."""
+        return self._transport.request(
+            "updateMember",
+            path={"member_id": member_id},
+            body=MemberUpdate(role=role),
+            idempotency_key=idempotency_key,
+        )
+
+    def remove(self, member_id: str) -> Member:
+        """`DELETE /v1/members/{member_id}` (removeMember)."""
+        return self._transport.request("removeMember", path={"member_id": member_id})
+
+    def list(
+        self,
+        *,
+        limit: int | UnsetType = UNSET,
+        starting_after: str | UnsetType | None = UNSET,
+        ending_before: str | UnsetType | None = UNSET,
+    ) -> Pager[Member]:
+        """`GET /v1/members` (listMembers)."""
+        return Pager(
+            self._transport,
+            "listMembers",
+            query={"limit": limit, "starting_after": starting_after, "ending_before": ending_before},
+            cursor="id",
+        )
+
+    def transfer_ownership(self, member_id: str, *, idempotency_key: str | None = None) -> Member:
+        """`POST /v1/members/{member_id}/transfer_ownership` (transferOwnership)."""
+        return self._transport.request(
+            "transferOwnership", path={"member_id": member_id}, idempotency_key=idempotency_key
+        )
+
+    def list_invitations(
+        self,
+        *,
+        limit: int | UnsetType = UNSET,
+        starting_after: str | UnsetType | None = UNSET,
+        ending_before: str | UnsetType | None = UNSET,
+    ) -> Pager[MemberInvitation]:
+        """`GET /v1/member_invitations` (listMemberInvitations)."""
+        return Pager(
+            self._transport,
+            "listMemberInvitations",
+            query={"limit": limit, "starting_after": starting_after, "ending_before": ending_before},
+            cursor="id",
+        )
+
+    def create_invitation(
+        self,
+        *,
+        email: str,
+        role: Literal["owner", "admin", "developer", "viewer"],
+        idempotency_key: str | None = None,
+    ) -> MemberInvitation:
+        """`POST /v1/member_invitations` (createMemberInvitation)."""
+        return self._transport.request(
+            "createMemberInvitation",
+            body=MemberInvitationCreate(email=email, role=role),
+            idempotency_key=idempotency_key,
+        )
+
+    def revoke_invitation(self, invitation_id: str) -> MemberInvitation:
+        """`DELETE /v1/member_invitations/{invitation_id}` (revokeMemberInvitation)."""
+        return self._transport.request("revokeMemberInvitation", path={"invitation_id": invitation_id})
+
+
 class SyncResources:
     """Every resource of the API, as attributes of the sync client."""
 
@@ -2593,6 +2749,7 @@ class SyncResources:
         self.stripe = StripeResource(transport)
         self.webhooks = WebhooksResource(transport)
         self.portal = PortalResource(transport)
+        self.members = MembersResource(transport)
 
 
 class AsyncOperationsResource(AsyncResource):
@@ -3939,6 +4096,87 @@ class AsyncPortalResource(AsyncResource):
         )
 
 
+class AsyncMembersResource(AsyncResource):
+    """`client.members`."""
+
+    async def get(self, member_id: str) -> Member:
+        """`GET /v1/members/{member_id}` (getMember)."""
+        return await self._transport.request("getMember", path={"member_id": member_id})
+
+    async def update(
+        self,
+        member_id: str,
+        *,
+        role: Literal["owner", "admin", "developer", "viewer"],
+        idempotency_key: str | None = None,
+    ) -> Member:
+        """`POST /v1/members/{member_id}` (updateMember)."""
+        return await self._transport.request(
+            "updateMember",
+            path={"member_id": member_id},
+            body=MemberUpdate(role=role),
+            idempotency_key=idempotency_key,
+        )
+
+    async def remove(self, member_id: str) -> Member:
+        """`DELETE /v1/members/{member_id}` (removeMember)."""
+        return await self._transport.request("removeMember", path={"member_id": member_id})
+
+    def list(
+        self,
+        *,
+        limit: int | UnsetType = UNSET,
+        starting_after: str | UnsetType | None = UNSET,
+        ending_before: str | UnsetType | None = UNSET,
+    ) -> AsyncPager[Member]:
+        """`GET /v1/members` (listMembers)."""
+        return AsyncPager(
+            self._transport,
+            "listMembers",
+            query={"limit": limit, "starting_after": starting_after, "ending_before": ending_before},
+            cursor="id",
+        )
+
+    async def transfer_ownership(self, member_id: str, *, idempotency_key: str | None = None) -> Member:
+        """`POST /v1/members/{member_id}/transfer_ownership` (transferOwnership)."""
+        return await self._transport.request(
+            "transferOwnership", path={"member_id": member_id}, idempotency_key=idempotency_key
+        )
+
+    def list_invitations(
+        self,
+        *,
+        limit: int | UnsetType = UNSET,
+        starting_after: str | UnsetType | None = UNSET,
+        ending_before: str | UnsetType | None = UNSET,
+    ) -> AsyncPager[MemberInvitation]:
+        """`GET /v1/member_invitations` (listMemberInvitations)."""
+        return AsyncPager(
+            self._transport,
+            "listMemberInvitations",
+            query={"limit": limit, "starting_after": starting_after, "ending_before": ending_before},
+            cursor="id",
+        )
+
+    async def create_invitation(
+        self,
+        *,
+        email: str,
+        role: Literal["owner", "admin", "developer", "viewer"],
+        idempotency_key: str | None = None,
+    ) -> MemberInvitation:
+        """`POST /v1/member_invitations` (createMemberInvitation)."""
+        return await self._transport.request(
+            "createMemberInvitation",
+            body=MemberInvitationCreate(email=email, role=role),
+            idempotency_key=idempotency_key,
+        )
+
+    async def revoke_invitation(self, invitation_id: str) -> MemberInvitation:
+        """`DELETE /v1/member_invitations/{invitation_id}` (revokeMemberInvitation)."""
+        return await self._transport.request("revokeMemberInvitation", path={"invitation_id": invitation_id})
+
+
 class AsyncResources:
     """Every resource of the API, as attributes of the async client."""
 
@@ -3962,3 +4200,4 @@ class AsyncResources:
         self.stripe = AsyncStripeResource(transport)
         self.webhooks = AsyncWebhooksResource(transport)
         self.portal = AsyncPortalResource(transport)
+        self.members = AsyncMembersResource(transport)

@@ -16,6 +16,7 @@ from licentric_sdk import AsyncLicentric, Licentric, _generated
 from licentric_sdk.errors import AuthenticationError, NotFoundError
 
 from fake_stripe import endpoint_secret
+from licensing_support import superuser
 from stripe_support import sign
 
 
@@ -32,7 +33,7 @@ def watch(client: Licentric | AsyncLicentric) -> set[str]:
     return called
 
 
-def test_every_operation_through_the_sync_client(serve_url, make_account, serve_stripe):
+def test_every_operation_through_the_sync_client(serve_url, make_account, serve_stripe, database_url):
     account = make_account(plan="starter")  # custom portal branding needs starter
     client = Licentric(account.secret_key, base_url=serve_url)
     called = watch(client)
@@ -196,6 +197,24 @@ def test_every_operation_through_the_sync_client(serve_url, make_account, serve_
 
     assert client.portal.update_settings(product_name="Acme", slug=f"acme-{tag}").product_name == "Acme"
     assert client.portal.get_settings().product_name == "Acme"
+
+    def member(role: str) -> str:  # a member as sign-in or an accepted invitation would make it
+        [row] = superuser(
+            database_url,
+            "insert into lic.members (account_id, email, role) values (%s, %s, %s) returning id::text",
+            (account.id, f"{role}-{tag}@example.com", role),
+        )
+        return row["id"]
+
+    owner, developer = member("owner"), member("developer")
+    invitation = client.members.create_invitation(email=f"new-{tag}@example.com", role="viewer")
+    assert invitation.id in {i.id for i in client.members.list_invitations()}
+    assert client.members.revoke_invitation(invitation.id).revoked_at is not None
+    assert client.members.get(developer).role == "developer"
+    assert client.members.update(developer, role="admin").role == "admin"
+    assert client.members.transfer_ownership(developer).role == "owner"
+    assert {owner, developer} <= {m.id for m in client.members.list()}
+    assert client.members.remove(owner).id == owner
 
     with pytest.raises(NotFoundError) as missing:
         client.licenses.get(str(uuid.uuid4()))
