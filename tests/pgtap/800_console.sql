@@ -117,8 +117,10 @@ select is(
 select from tests.act_as(tests.secret_key('A'));
 select is((api.update_account('  Acme Tools ')).name, 'Acme Tools', 'the account is renamed, trimmed');
 select is(
-  (select row(e.type, e.data -> 'previous_attributes' ->> 'name')::text
-   from api.list_audit_events(type => 'account.updated') as e),
+  (
+    select row(e.type, e.data -> 'previous_attributes' ->> 'name')::text
+    from api.list_audit_events(type => 'account.updated') as e
+  ),
   row('account.updated', 'A')::text,
   'the rename is an event naming the previous name'
 );
