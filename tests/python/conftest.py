@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from console_support import forget_link_requests, member
 from litestar.testing import AsyncTestClient
+from playwright import async_api as playwright_api
 from psycopg import sql
 
 from licentric.app import create_app
@@ -151,6 +152,49 @@ async def web(
 def owner(account: Account, database_url: str) -> str:
     """An owner of the account (a console member), with an address of its own."""
     return member(database_url, account.id, "owner", "Olive Owner")
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    """`licentric serve` on a free port over plain http (so cookies without Secure), mail as files in the
+    answer's folder, Stripe's API at fake_stripe when the test uses it; its base URL."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    mail_dir = tmp_path / "mail"
+    stripe = request.getfixturevalue("fake_stripe").url if "fake_stripe" in request.fixturenames else None
+    env = cli_env(
+        DATABASE_URL=login_url(database_url, WEB_ROLE),
+        LICENTRIC_HOST="127.0.0.1",
+        LICENTRIC_PORT=str(port),
+        LICENTRIC_PUBLIC_URL=base_url,
+        LICENTRIC_SECRET_KEY=base64.b64encode(TEST_SECRET_KEY).decode(),
+        LICENTRIC_PORTAL_SECURE_COOKIES="false",
+        LICENTRIC_MAIL_URL=f"file://{mail_dir}",
+        **({"LICENTRIC_STRIPE_API_BASE": stripe} if stripe else {}),
+    )
+    server = Server(["serve"], env, tmp_path / "logs")
+    try:
+        server.wait_healthy(base_url)
+        yield base_url, mail_dir
+    finally:
+        server.stop(15)
+
+
+# Debian's Chromium, for the browser tests (CI installs it; elsewhere they are skipped without it).
+CHROMIUM = "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="Debian's chromium is not installed"
+)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[playwright_api.Browser]:
+    async with playwright_api.async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
 
 
 @pytest.fixture

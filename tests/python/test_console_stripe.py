@@ -109,6 +109,9 @@ async def test_connect_pick_map_and_sell(web, owner, account, database_url, mail
 
     events = await web.get("/console/stripe/events")
     assert "checkout.session.completed" in events.text
+    overview = await web.get("/console")
+    assert overview.status_code == 200, "the overview shows a mode's last event (a date in JSON)"
+    assert "none yet" in overview.text and "UTC" in overview.text
     customers = await web.get("/console/customers?q=buyer@example.com")
     [customer_id] = re.findall(r'href="/console/customers/([0-9a-f-]{36})"', customers.text)
     page = await web.get(f"/console/customers/{customer_id}")

@@ -16,6 +16,8 @@ from licentric.migrate import ROOT
 SQL_DIRS = ("sql", "functions", "policies")
 
 COMMENT = re.compile(r"--[^\n]*")
+# A COMMENT ON statement documents an object: its text ("Raise LACCT when ...") raises nothing.
+COMMENT_ON = re.compile(r"\bcomment\s+on\b(?:'(?:[^']|'')*'|[^;'])*;", re.IGNORECASE)
 # A raise statement up to its semicolon. Quoted text is skipped as a whole, so
 # a semicolon inside a message does not end it.
 RAISE = re.compile(r"\braise\b((?:'(?:[^']|'')*'|[^;'])*);", re.IGNORECASE)
@@ -32,7 +34,7 @@ def raise_problems(source: str) -> tuple[set[str], list[str]]:
     be registered too; `raise;` re-raises the error being handled."""
     codes: set[str] = set()
     bare: list[str] = []
-    for match in RAISE.finditer(COMMENT.sub("", source)):
+    for match in RAISE.finditer(COMMENT_ON.sub("", COMMENT.sub("", source))):
         body = match.group(1)
         level = LEVEL.match(body)
         if level and level.group(1).lower() != "exception":
@@ -64,6 +66,7 @@ def test_scanner_finds_codes_and_bare_raises():
         raise exception 'no code here: %', v_id;
         raise 'no level, no code';
         raise exception using message = 'still no code';
+        comment on function f() is 'Raise LACCT when it is so; it''s documentation';
         """
     )
     assert codes == {"LNTFD", "LSTAT", "LPLAN", "unique_violation"}

@@ -173,7 +173,8 @@ async def test_unknown_id_in_path_is_resource_missing(client, account):
     assert_error(response, 404, "resource_missing", "id")
 
 
-@pytest.mark.parametrize("path", ["/", "/v1", "/v1/nope", "/v2/account", "/v1/account/extra"])
+# "/" is the console's (test_console.py: it redirects there).
+@pytest.mark.parametrize("path", ["/v1", "/v1/nope", "/v2/account", "/v1/account/extra"])
 async def test_unknown_route_is_a_404_with_the_error_body(client, account, path):
     response = await client.get(path, headers=account.headers)
     assert_error(response, 404, "route_not_found", None)

@@ -6,63 +6,19 @@ tests/artifacts/portal/ (git-ignored)."""
 
 from __future__ import annotations
 
-import base64
-import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_SECRET_KEY
-from playwright import async_api as playwright_api
-
-from licentric.db import WEB_ROLE, login_url
+from conftest import needs_chromium
 
 from license_helpers import make_entitlement
 from portal_support import add_customer, add_license, add_usage, link_in, mails_to, open_portal
-from processes import Server, cli_env, free_port
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "portal"
 
-# CI installs chromium (.ci/run); elsewhere the test is skipped without it.
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="Debian's chromium is not installed"
-)
-
-
-@pytest.fixture
-def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`licentric serve` on a free port over plain http (so cookies without Secure), mail as files."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    mail_dir = tmp_path / "mail"
-    env = cli_env(
-        DATABASE_URL=login_url(database_url, WEB_ROLE),
-        LICENTRIC_HOST="127.0.0.1",
-        LICENTRIC_PORT=str(port),
-        LICENTRIC_PUBLIC_URL=base_url,
-        LICENTRIC_SECRET_KEY=base64.b64encode(TEST_SECRET_KEY).decode(),
-        LICENTRIC_PORTAL_SECURE_COOKIES="false",
-        LICENTRIC_MAIL_URL=f"file://{mail_dir}",
-    )
-    server = Server(["serve"], env, tmp_path / "logs")
-    try:
-        server.wait_healthy(base_url)
-        yield base_url, mail_dir
-    finally:
-        server.stop(15)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator:
-    async with playwright_api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            await launched.close()
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from licentric.console.site import BASE, CONSOLE_DEPENDENCIES, CONSOLE_EXCEPTION_HANDLERS, SCOPE, ConsoleSite
+from licentric.console.site import BASE, SCOPE, ConsoleController, ConsoleSite
 from licentric.db import WebCalls
-from licentric.rate_limit import limit_client
 from licentric.routes.webhooks import WebhookContext, WebhookDeliveryDetail
 from licentric.web.site import PAGE_ROWS, WebError, form_of, page_cut, uuid_or_404
 
@@ -46,12 +45,8 @@ def _webhooks(request: Request[Any, Any, State]) -> WebhookContext:
     return WebhookContext(request.app.state.settings)
 
 
-class ConsoleDevelopers(Controller):
+class ConsoleDevelopers(ConsoleController):
     path = PATH
-    include_in_schema = False
-    dependencies = CONSOLE_DEPENDENCIES
-    exception_handlers = CONSOLE_EXCEPTION_HANDLERS
-    before_request = limit_client  # per client address, in SQL (decision 59)
 
     @get("/")
     async def developers(

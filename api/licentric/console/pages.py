@@ -7,15 +7,14 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from licentric.console.site import BASE, CONSOLE_DEPENDENCIES, CONSOLE_EXCEPTION_HANDLERS, ConsoleSite
+from licentric.console.site import BASE, ConsoleController, ConsoleSite
 from licentric.console.usage import usage_series
 from licentric.db import WebCalls
-from licentric.rate_limit import limit_client
 from licentric.web.render import Theme, sparkline
 from licentric.web.site import PAGE_ROWS, WebError, page_cut, uuid_or_404
 
@@ -37,12 +36,8 @@ def _cell(value: str) -> tuple[UUID, str]:
     return uuid_or_404(policy), code  # type: ignore[return-value]
 
 
-class ConsolePages(Controller):
+class ConsolePages(ConsoleController):
     path = BASE
-    include_in_schema = False
-    dependencies = CONSOLE_DEPENDENCIES
-    exception_handlers = CONSOLE_EXCEPTION_HANDLERS
-    before_request = limit_client  # per client address, in SQL (decision 59)
 
     @get("/theme.css")
     async def theme(self) -> Response[str]:

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from licentric.console.site import BASE, CONSOLE_DEPENDENCIES, CONSOLE_EXCEPTION_HANDLERS, ConsoleSite
+from licentric.console.site import BASE, ConsoleController, ConsoleSite
 from licentric.db import WebCalls
-from licentric.rate_limit import limit_client
 from licentric.web.site import uuid_or_404
 
 PATH = f"{BASE}/settings"
@@ -31,12 +30,8 @@ CONFIRMATIONS = {
 }
 
 
-class ConsoleSettings(Controller):
+class ConsoleSettings(ConsoleController):
     path = PATH
-    include_in_schema = False
-    dependencies = CONSOLE_DEPENDENCIES
-    exception_handlers = CONSOLE_EXCEPTION_HANDLERS
-    before_request = limit_client  # per client address, in SQL (decision 59)
 
     @get("/")
     async def settings(

@@ -9,16 +9,15 @@ import logging
 from typing import Any
 
 import psycopg
-from litestar import Controller, Request, Response, get, head, post
+from litestar import Request, Response, get, head, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.middleware.rate_limit import get_remote_address
 from litestar.response import Redirect
 
-from licentric.console.site import BASE, CONSOLE_DEPENDENCIES, CONSOLE_EXCEPTION_HANDLERS, SCOPE, ConsoleSite
+from licentric.console.site import BASE, SCOPE, ConsoleController, ConsoleSite
 from licentric.db import ConsoleDb, WebCalls
-from licentric.rate_limit import limit_client
 from licentric.web.security import digest, new_secret
 from licentric.web.site import PAGE_HEADERS, form_of, uuid_or_404
 
@@ -31,12 +30,8 @@ async def root() -> Redirect:
     return Redirect(BASE, status_code=303)
 
 
-class ConsoleSignInController(Controller):
+class ConsoleSignInController(ConsoleController):
     path = BASE
-    include_in_schema = False
-    dependencies = CONSOLE_DEPENDENCIES
-    exception_handlers = CONSOLE_EXCEPTION_HANDLERS
-    before_request = limit_client  # per client address, in SQL (decision 59)
 
     async def _is_signed_in(self, request: Request[Any, Any, State], site: ConsoleSite) -> bool:
         value = request.cookies.get(site.cookies.session_name)

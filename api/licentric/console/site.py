@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from litestar import Request, Response
+from litestar import Controller, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 
 from licentric.db import Call, ConsoleDb, WebCalls
+from licentric.rate_limit import limit_client
 from licentric.settings import Settings
 from licentric.web.render import Theme
 from licentric.web.site import SignInRequired, Site, form_of, static_files, web_error
@@ -214,7 +215,14 @@ def console_exception_handler(request: Request[Any, Any, Any], exc: Exception) -
     return site.error_page(web_error(exc))
 
 
-CONSOLE_DEPENDENCIES = {"site": Provide(provide_site, sync_to_thread=False)}
-CONSOLE_EXCEPTION_HANDLERS = {Exception: console_exception_handler}
+class ConsoleController(Controller):
+    """What every console controller shares: the site, HTML error pages, the per-client limit in SQL
+    (decision 59), and no place in the API's schema."""
+
+    include_in_schema = False
+    dependencies = {"site": Provide(provide_site, sync_to_thread=False)}  # noqa: RUF012
+    exception_handlers = {Exception: console_exception_handler}  # noqa: RUF012
+    before_request = limit_client
+
 
 console_static = static_files(f"{BASE}/static", "console_static")

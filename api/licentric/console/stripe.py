@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from licentric.console.site import BASE, CONSOLE_DEPENDENCIES, CONSOLE_EXCEPTION_HANDLERS, SCOPE, ConsoleSite
+from licentric.console.site import BASE, SCOPE, ConsoleController, ConsoleSite
 from licentric.db import WebCalls
-from licentric.rate_limit import limit_client
 from licentric.routes.stripe import (
     StripeConnectionPut,
     StripeContext,
@@ -44,12 +43,8 @@ def _context(request: Request[Any, Any, State]) -> StripeContext:
     return StripeContext(request.app.state.settings, request.app.state.pool)
 
 
-class ConsoleStripe(Controller):
+class ConsoleStripe(ConsoleController):
     path = f"{BASE}/stripe"
-    include_in_schema = False
-    dependencies = CONSOLE_DEPENDENCIES
-    exception_handlers = CONSOLE_EXCEPTION_HANDLERS
-    before_request = limit_client  # per client address, in SQL (decision 59)
 
     @get("/")
     async def stripe_page(

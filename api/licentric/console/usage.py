@@ -12,14 +12,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from licentric.console.site import BASE, CONSOLE_DEPENDENCIES, CONSOLE_EXCEPTION_HANDLERS, ConsoleSite
+from licentric.console.site import BASE, ConsoleController, ConsoleSite
 from licentric.db import WebCalls
-from licentric.rate_limit import limit_client
 from licentric.web.render import series_chart
 from licentric.web.site import PAGE_HEADERS, WebError, uuid_or_404
 
@@ -102,12 +101,8 @@ async def usage_series(calls: WebCalls, meter_id: UUID, granularity: str, count:
     ]
 
 
-class ConsoleUsage(Controller):
+class ConsoleUsage(ConsoleController):
     path = PATH
-    include_in_schema = False
-    dependencies = CONSOLE_DEPENDENCIES
-    exception_handlers = CONSOLE_EXCEPTION_HANDLERS
-    before_request = limit_client  # per client address, in SQL (decision 59)
 
     @get("/")
     async def usage(

@@ -38,18 +38,23 @@ def environment(templates: Path) -> Environment:
     return env
 
 
-def when(value: datetime | None) -> str:
+def _instant(value: datetime | str) -> datetime:
+    """An instant from a row, or from JSON a function built (an ISO 8601 string)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def when(value: datetime | str | None) -> str:
     """12 Mar 2026, 14:05 UTC."""
     if value is None:
         return "—"
-    return value.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+    return _instant(value).astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
 
 
-def day(value: datetime | None) -> str:
+def day(value: datetime | str | None) -> str:
     """12 Mar 2026."""
     if value is None:
         return "—"
-    return value.astimezone(UTC).strftime("%-d %b %Y")
+    return _instant(value).astimezone(UTC).strftime("%-d %b %Y")
 
 
 def number(value: Decimal | int | float | None) -> str:
