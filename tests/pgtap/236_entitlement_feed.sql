@@ -4,7 +4,7 @@
 -- feed stamps, buries and pages. That a transaction committing late is not
 -- skipped needs two connections: tests/python/test_entitlement_feed.py.
 begin;
-select plan(30);
+select plan(31);
 \ir licensing_fixtures.sql
 
 select from tests.create_account('A');
@@ -254,11 +254,13 @@ select throws_ok(
   'select api.entitlement_snapshot(page_limit => 1001)', 'LINVL', null, 'a page holds at most 1,000 customers'
 );
 
--- The feed. A transaction sees its own stamps above every horizon, so these
--- read a window ending just after this transaction's id: "<from>.<to>.".
+-- The feed. A transaction sees its own stamps above every horizon (and
+-- its id may be the server's newest, at xmax), so these relabel this
+-- transaction's stamps 7 and read the window [7, 8): "<from>.<to>.".
 select
-  pg_current_xact_id() as me,
-  (pg_current_xact_id()::text::numeric + 1)::text as next_xid
+  pg_current_xact_id() as xid,
+  '7' as me,
+  '8' as next_xid
 \gset
 select from tests.clear_context();
 update lic.customers set changed_xid = '3'
@@ -272,6 +274,26 @@ delete from lic.licenses
 where id = tests.fx_id('lapsed');
 delete from lic.customers
 where id = :'c_lapsed';
+select is(
+  (
+    select array[
+      (
+        select count(*) from lic.customers
+        where account_id = tests.account_id('A') and changed_xid = :'xid'
+      ),
+      (
+        select count(*) from lic.customer_tombstones
+        where account_id = tests.account_id('A') and changed_xid = :'xid'
+      )
+    ]
+  ),
+  array[2::bigint, 2::bigint],
+  'changes stamp customers and tombstones with the writing transaction''s id, an email change does not'
+);
+update lic.customers set changed_xid = '7'
+where account_id = tests.account_id('A') and changed_xid = :'xid';
+update lic.customer_tombstones set changed_xid = '7'
+where account_id = tests.account_id('A') and changed_xid = :'xid';
 select from tests.act_as(tests.secret_key('A'));
 select is(
   (
@@ -330,7 +352,7 @@ select is(
 
 select throws_ok('select api.entitlement_changes(''nonsense'')', 'LINVL', null, 'a malformed cursor is refused');
 select throws_ok(
-  format('select api.entitlement_changes(%L)', (:'next_xid'::numeric + 1000)::text), 'LGONE', null,
+  format('select api.entitlement_changes(%L)', (:'xid'::numeric + 1000000)::text), 'LGONE', null,
   'a cursor from beyond this database''s transactions is gone (410: take a snapshot)'
 );
 

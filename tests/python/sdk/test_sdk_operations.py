@@ -87,6 +87,10 @@ def test_every_operation_through_the_sync_client(serve_url, make_account, serve_
     assert client.licenses.validate(key=license.key).code == "VALID"
     check = client.entitlements.check(feature.code, customer=f"user-{tag}")
     assert check.allowed and check.license_id == license.id
+    [held] = client.entitlements.snapshot(customer=f"user-{tag}")
+    assert held.found and held.entitlements[feature.code][0].license_id == license.id
+    cursor = next(iter(client.entitlements.snapshot(limit=1).pages())).cursor
+    assert client.entitlements.changes(cursor=cursor).cursor  # its content: test_sdk_local.py
     assert client.licenses.suspend(license.id, reason="fraud check").status == "suspended"
     assert not client.entitlements.check(feature.code, license_id=license.id).allowed
     assert client.licenses.reinstate(license.id).status == "active"
