@@ -25,9 +25,9 @@ from licentric import embedded
 from licentric.db import WEB_ROLE, WORKER_ROLE, UnsafeRoleError, login_url, verify_login
 from licentric.mail import mailer_for
 from licentric.migrate import MigrationError, migrate, other_installations
-from licentric.web.security import digest, new_secret
 from licentric.settings import ConfigurationError, Settings, parse_secret_key
 from licentric.usage_import import import_usage
+from licentric.web.security import digest, new_secret
 
 PLANS = ("free", "starter", "growth", "enterprise")
 
