@@ -12,9 +12,9 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
 # Licentric's objects; Stripe's event types (invoice.paid, charge.refunded ...) name other objects.
-OBJECTS = "|".join(
-    ["agent", "budget", "customer", "entitlement", "license", "license_policy", "machine", "member", "meter"]
-    + ["signing_key", "webhook_endpoint"]
+OBJECTS = (
+    "agent|budget|customer|entitlement|license|license_policy|machine|member|meter"
+    "|signing_key|webhook_endpoint"
 )
 LITERAL = re.compile(rf"'((?:{OBJECTS})\.[a-z_]+)'(?!\.)")
 # Recorded in the outbox (GET /v1/events, the audit log), never fanned out to endpoints.
