@@ -8,8 +8,9 @@
 -- change, and an external id that stops naming a customer is buried
 -- (lic.customer_tombstones) with the same stamp. A page of changes covers
 -- stamps in [cursor, horizon), horizon being the xmin of the reading
--- snapshot: every transaction below it has ended, so no stamp below it can
--- appear later, whatever the order in which transactions commit.
+-- snapshot (less other databases' transactions, private.feed_horizon): every
+-- transaction below it has ended, so no stamp below it can appear later,
+-- whatever the order in which transactions commit.
 
 create or replace function private.bury_external_id(account_id uuid, external_id text)
 returns void
@@ -70,6 +71,32 @@ before delete on lic.customers
 for each row
 when (old.external_id is not null)
 execute function private.tg_customers__entitlement_feed();
+
+create or replace function private.feed_horizon(snapshot pg_snapshot)
+returns xid8
+language sql
+stable
+as $$
+  -- The snapshot's xmin, less the transactions proven to run in another
+  -- database of the server (they cannot write here, and one left open would
+  -- hold every feed back). An id not found is counted: it may be ours.
+  select coalesce(min(x.id), pg_catalog.pg_snapshot_xmax(snapshot))
+  from pg_catalog.pg_snapshot_xip(snapshot) as x (id)
+  where
+    not exists (
+      select from pg_catalog.pg_stat_activity as a
+      where
+        a.backend_xid = x.id::xid
+        and a.datid <> (select d.oid from pg_catalog.pg_database as d where d.datname = pg_catalog.current_database())
+    )
+    and not exists (
+      select from pg_catalog.pg_prepared_xacts as p
+      where p.transaction = x.id::xid and p.database <> pg_catalog.current_database()
+    );
+$$;
+comment on function private.feed_horizon(pg_snapshot) is
+'The change feed''s horizon for a snapshot: its lowest running transaction id of this database (or not known '
+'to be of another), else its xmax. Every stamp below it is committed and visible in the snapshot, or rolled back.';
 
 create or replace function private.entitlement_timeline(
   licenses lic.customer_license[],
@@ -158,7 +185,7 @@ declare
   v_licenses lic.customer_license[];
   v_data jsonb;
   v_count integer;
-  v_cursor text := pg_snapshot_xmin(pg_current_snapshot())::text;
+  v_cursor text := private.feed_horizon(pg_current_snapshot())::text;
 begin
   perform private.feed_page_limit(page_limit);
   if customer_external_id is not null then
@@ -222,7 +249,7 @@ begin
   -- too big for one page, the last stamp and external id answered and the
   -- window's end.
   v_from := v_parts[1]::xid8;
-  v_to := coalesce(v_parts[2]::xid8, pg_snapshot_xmin(v_snapshot));
+  v_to := coalesce(v_parts[2]::xid8, private.feed_horizon(v_snapshot));
   begin
     v_after := convert_from(decode(nullif(v_parts[3], ''), 'hex'), 'UTF8');
   exception when character_not_in_repertoire or untranslatable_character then

@@ -226,6 +226,8 @@ EXPECTED_OPERATIONS = {
     ("get", "/v1/entitlements"): "listEntitlements",
     ("post", "/v1/entitlements"): "createEntitlement",
     ("post", "/v1/entitlements/check"): "checkEntitlement",
+    ("get", "/v1/entitlements/snapshot"): "getEntitlementSnapshot",
+    ("get", "/v1/entitlements/changes"): "listEntitlementChanges",
     ("get", "/v1/entitlements/{entitlement_id}"): "getEntitlement",
     ("post", "/v1/entitlements/{entitlement_id}"): "updateEntitlement",
     ("get", "/v1/events"): "listEvents",

@@ -12,7 +12,7 @@ import pytest
 from fault_proxy import FaultProxy
 from litestar import Litestar, get
 from litestar.testing import TestClient
-from test_entitlement_feed import HORIZON_TIMEOUT, entitled_customer
+from test_entitlement_feed import HORIZON_TIMEOUT, entitled_customer, horizon_holder
 
 from licentric_sdk import AsyncLicentric, Licentric, LocalOptions, RetryPolicy
 from licentric_sdk.litestar import EntitlementGate
@@ -23,13 +23,13 @@ QUICK = RetryPolicy(max_retries=1, initial_delay=0.05, max_delay=0.1)
 FAST_FEED = LocalOptions(wait=1.0)
 
 
-def eventually(condition, timeout: float = HORIZON_TIMEOUT) -> float:
-    """Seconds until condition() held; fails after timeout (the feed waits for the server's horizon)."""
+def eventually(database_url: str, condition, timeout: float = HORIZON_TIMEOUT) -> None:
+    """Wait until condition() holds; fail after timeout (the feed waits for the server's horizon)."""
     started = time.monotonic()
     while not condition():
-        assert time.monotonic() - started < timeout, "not within the timeout"
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s; {horizon_holder(database_url)}")
         time.sleep(0.01)
-    return time.monotonic() - started
 
 
 def reason(client: Licentric, entitlement: str, customer: str) -> str:
@@ -44,9 +44,7 @@ def test_a_license_suspended_over_the_api_reaches_a_running_local_check(serve_ur
         assert client.entitlements.check("other", customer="user_42").reason == "NOT_ENTITLED"
         assert client.entitlements.check("export-4k", customer="nobody").reason == "CUSTOMER_NOT_FOUND"
         Licentric(account.secret_key, base_url=serve_url).licenses.suspend(license_id)
-        eventually(
-            lambda: client.entitlements.check("export-4k", customer="user_42").reason == "NO_VALID_LICENSE"
-        )
+        eventually(database_url, lambda: reason(client, "export-4k", "user_42") == "NO_VALID_LICENSE")
         stats = client.entitlements.local.stats()
         assert stats.hits >= 4 and stats.misses == 0 and stats.snapshots == 1 and stats.customers == 1
 
@@ -64,8 +62,8 @@ def test_a_cursor_too_old_is_answered_with_a_full_snapshot(serve_url, database_u
             (account.id,),
         )
         entitled_customer(database_url, account, "user_2")
-        eventually(lambda: local.stats().snapshots == 2, timeout=30)
-        eventually(lambda: client.entitlements.check("export-4k", customer="user_2").allowed)
+        eventually(database_url, lambda: local.stats().snapshots == 2, timeout=30)
+        eventually(database_url, lambda: client.entitlements.check("export-4k", customer="user_2").allowed)
 
 
 @pytest.mark.parametrize("fail_open", [False, True])
@@ -78,15 +76,11 @@ def test_a_stale_snapshot_fails_closed_or_open_as_configured(serve_url, database
     ):
         assert client.entitlements.check("nothing-granted", customer="user_1").reason == "NOT_ENTITLED"
         proxy.mode = ("status", 503, {})  # an outage
-        eventually(
-            lambda: client.entitlements.check("nothing-granted", customer="user_1").reason == "STALE", 10
-        )
+        eventually(database_url, lambda: reason(client, "nothing-granted", "user_1") == "STALE", 10)
         stale = client.entitlements.check("nothing-granted", customer="user_1")
         assert stale.allowed is fail_open
         proxy.mode = None
-        eventually(
-            lambda: client.entitlements.check("nothing-granted", customer="user_1").reason != "STALE", 10
-        )
+        eventually(database_url, lambda: reason(client, "nothing-granted", "user_1") != "STALE", 10)
         assert client.entitlements.local.stats().feed_errors > 0
 
 
@@ -104,9 +98,7 @@ def test_lazy_mode_fetches_on_a_miss_and_keeps_an_lru(serve_url, database_url, a
         assert client.entitlements.check("export-4k", customer="user_1").allowed  # a miss again
         assert local.stats().misses == 3
         Licentric(account.secret_key, base_url=serve_url).licenses.suspend(first)
-        eventually(
-            lambda: client.entitlements.check("export-4k", customer="user_1").reason == "NO_VALID_LICENSE"
-        )
+        eventually(database_url, lambda: reason(client, "export-4k", "user_1") == "NO_VALID_LICENSE")
         assert local.stats().misses == 3, "the change came through the feed, not a fetch"
 
 
@@ -119,7 +111,7 @@ def test_the_async_client_checks_locally_with_a_feed_task(serve_url, database_ur
             await client.licenses.suspend(license_id)
             deadline = time.monotonic() + HORIZON_TIMEOUT
             while (await client.entitlements.check("export-4k", customer="user_42")).allowed:
-                assert time.monotonic() < deadline
+                assert time.monotonic() < deadline, horizon_holder(database_url)
                 await asyncio.sleep(0.01)
             assert client.entitlements.local.stats().snapshots == 1
 
@@ -136,7 +128,7 @@ def test_a_forked_child_follows_the_feed_with_its_own_thread(serve_url, database
             os.close(write)
             os.read(read, 1)
             try:
-                eventually(lambda: not client.entitlements.check("export-4k", customer="user_42").allowed)
+                eventually(database_url, lambda: reason(client, "export-4k", "user_42") == "NO_VALID_LICENSE")
                 os._exit(0)
             except BaseException:
                 os._exit(1)
