@@ -43,13 +43,16 @@ as $$
     'license_policy.archived', 'license_policy.created', 'license_policy.entitlement_attached',
     'license_policy.entitlement_detached', 'license_policy.updated',
     'machine.activated', 'machine.deactivated', 'machine.transferred',
+    'member.added', 'member.invitation_revoked', 'member.invited', 'member.joined', 'member.ownership_transferred',
+    'member.removed', 'member.role_changed',
     'meter.archived', 'meter.created', 'meter.updated',
     'webhook_endpoint.disabled'
   ]::text[];
 $$;
 comment on function private.webhook_event_types() is
 'The event types a webhook endpoint may subscribe to, the only ones fanned out (every type Licentric emits but '
-'ping, webhook_endpoint.created, webhook_endpoint.updated and webhook_endpoint.deleted).';
+'ping, webhook_endpoint.created, webhook_endpoint.updated and webhook_endpoint.deleted, and a member''s sign-ins, '
+'sign-outs and session revocations, which the audit log alone shows).';
 
 create or replace function private.webhook_endpoint_view(e lic.webhook_endpoints)
 returns api.webhook_endpoint

@@ -183,7 +183,11 @@ comment on function private.add_member(uuid, text, text, text) is
 'Make an address a member of an account in its context (the operator''s owner, an accepted invitation). '
 'Errors: LINVL, 23505 already a member.';
 
-create or replace function api.list_members(page_limit integer default 100, starting_after uuid default null)
+create or replace function api.list_members(
+  page_limit integer default 100,
+  starting_after uuid default null,
+  ending_before uuid default null
+)
 returns setof api.member
 language plpgsql
 stable
@@ -192,17 +196,26 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_account_id uuid := private.require_account();
+  v_rows integer := private.page_rows(page_limit, starting_after, ending_before);
 begin
   return query
-  select (private.member_view(m)).*
-  from lic.members as m
-  where m.account_id = v_account_id and (starting_after is null or m.id > starting_after)
-  order by m.id
-  limit private.page_rows(page_limit, starting_after, null);
+  select (p.member).*
+  from (
+    select private.member_view(m) as member, m.id
+    from lic.members as m
+    where
+      m.account_id = v_account_id
+      and (starting_after is null or m.id < starting_after)
+      and (ending_before is null or m.id > ending_before)
+    -- Walking back from ending_before takes the oldest rows after it.
+    order by case when ending_before is null then m.id end desc, m.id
+    limit v_rows
+  ) as p
+  order by p.id desc;
 end;
 $$;
-comment on function api.list_members(integer, uuid) is
-'The account''s members, oldest first, as a keyset page of up to page_limit + 1 rows. Errors: LINVL (422).';
+comment on function api.list_members(integer, uuid, uuid) is
+'The account''s members, newest first, as a keyset page of up to page_limit + 1 rows. Errors: LINVL (422).';
 
 create or replace function api.get_member(member_id uuid)
 returns api.member
@@ -427,7 +440,8 @@ comment on function api.invite_member(text, text) is
 
 create or replace function api.list_member_invitations(
   page_limit integer default 100,
-  starting_after uuid default null
+  starting_after uuid default null,
+  ending_before uuid default null
 )
 returns setof api.member_invitation
 language plpgsql
@@ -437,16 +451,24 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_account_id uuid := private.require_account();
+  v_rows integer := private.page_rows(page_limit, starting_after, ending_before);
 begin
   return query
-  select (private.invitation_view(i)).*
-  from lic.member_invitations as i
-  where i.account_id = v_account_id and (starting_after is null or i.id < starting_after)
-  order by i.id desc
-  limit private.page_rows(page_limit, starting_after, null);
+  select (p.invitation).*
+  from (
+    select private.invitation_view(i) as invitation, i.id
+    from lic.member_invitations as i
+    where
+      i.account_id = v_account_id
+      and (starting_after is null or i.id < starting_after)
+      and (ending_before is null or i.id > ending_before)
+    order by case when ending_before is null then i.id end desc, i.id
+    limit v_rows
+  ) as p
+  order by p.id desc;
 end;
 $$;
-comment on function api.list_member_invitations(integer, uuid) is
+comment on function api.list_member_invitations(integer, uuid, uuid) is
 'The account''s invitations, newest first, each with its status, as a keyset page of up to page_limit + 1 rows. '
 'Errors: LINVL (422).';
 
@@ -532,13 +554,76 @@ $$;
 comment on function private.console_accounts(text) is
 'The accounts an address is a member of: [{account_id, account_name, member_id, role, name}].';
 
+-- A link for an address: 15 minutes, single use; it voids the address's
+-- earlier unused ones.
+create or replace function private.console_issue_login(email text, token_hash bytea, ip_hash bytea, at timestamptz)
+returns timestamptz
+language plpgsql
+volatile
+as $$
+begin
+  update private.console_login_tokens as t set revoked_at = at
+  where t.email = console_issue_login.email and t.used_at is null and t.revoked_at is null and t.expires_at > at;
+  insert into private.console_login_tokens (token_hash, email, ip_hash, created_at, expires_at)
+  values (console_issue_login.token_hash, console_issue_login.email, console_issue_login.ip_hash, at, at + interval '15 minutes');
+  return at + interval '15 minutes';
+end;
+$$;
+comment on function private.console_issue_login(text, bytea, bytea, timestamptz) is
+'Store a console sign-in token for an address (lowercased) at an instant, voiding its earlier unused ones; answers '
+'when it expires.';
+
+-- The operator's link (`licentric up`, `licentric accounts sign-in-link`):
+-- the same token as the web's, without the limits a visitor's request meets.
+create or replace function private.console_operator_login(account_id uuid, email text, token_hash bytea)
+returns timestamptz
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_email text := private.login_email(console_operator_login.email);
+begin
+  perform private.require_hash(token_hash, 'token_hash');
+  if not exists (
+    select from private.member_emails as d where d.email = v_email and d.account_id = console_operator_login.account_id
+  ) then
+    raise exception using errcode = 'LNTFD', column = 'email', message = 'this address is no member of that account';
+  end if;
+  -- No client address: the operator's links count toward no visitor's limit.
+  return private.console_issue_login(
+    v_email, token_hash, pg_catalog.sha256(pg_catalog.convert_to('operator', 'UTF8')), now()
+  );
+end;
+$$;
+comment on function private.console_operator_login(uuid, text, bytea) is
+'Issue a console sign-in token for a member of an account, for an operator to hand over (no limits). Operator '
+'only. Errors: LINVL, LNTFD.';
+
+-- The owner an operator makes with the account.
+create or replace function private.create_account_owner(account_id uuid, email text)
+returns api.member
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.set_context(account_id, 'secret');
+  return private.add_member(account_id, email, 'owner');
+end;
+$$;
+comment on function private.create_account_owner(uuid, text) is
+'Make an address an owner of an account (`licentric accounts create --owner`, `up`). Operator only. Errors: '
+'LINVL, 23505 already a member.';
+
 create or replace function private.console_request_login(email text, token_hash bytea, ip_hash bytea, at timestamptz)
 returns api.console_login_request
 language plpgsql
 volatile
 as $$
 declare
-  c_lifetime constant interval := interval '15 minutes';
   v_email text := private.login_email(console_request_login.email);
   v_email_minute integer;
   v_email_hour integer;
@@ -570,15 +655,11 @@ begin
   if v_reason is not null then
     return row(false, v_reason, null, null, null, null)::api.console_login_request;
   end if;
-  -- A new link voids the address's earlier unused ones.
-  update private.console_login_tokens as t set revoked_at = at
-  where t.email = v_email and t.used_at is null and t.revoked_at is null and t.expires_at > at;
-  insert into private.console_login_tokens (token_hash, email, ip_hash, created_at, expires_at)
-  values (console_request_login.token_hash, v_email, console_request_login.ip_hash, at, at + c_lifetime);
+  perform private.console_issue_login(v_email, token_hash, ip_hash, at);
   return row(
     true, 'ok', v_email,
     (select a ->> 'name' from jsonb_array_elements(v_accounts) as a where a ->> 'name' is not null limit 1),
-    at + c_lifetime,
+    at + interval '15 minutes',
     (
       select jsonb_agg(jsonb_build_object('account_id', a -> 'account_id', 'account_name', a -> 'account_name', 'role',
         a -> 'role'))

@@ -41,6 +41,7 @@ from licentric.routes.health import healthz
 from licentric.routes.license_policies import LicensePolicyController
 from licentric.routes.licenses import EntitlementCheckController, LicenseController
 from licentric.routes.machines import LicenseMachineController, LicenseUserController, MachineController
+from licentric.routes.members import MemberController, MemberInvitationController
 from licentric.routes.meters import MeterController
 from licentric.routes.portal import PortalSettingsController
 from licentric.routes.stripe import (
@@ -140,6 +141,8 @@ def create_app(settings: Settings | None = None, *, worker_settings: Settings | 
             WebhookEndpointController,
             WebhookDeliveryController,
             PortalSettingsController,
+            MemberController,
+            MemberInvitationController,
             PortalController,
             portal_static,
             root,

@@ -1,5 +1,5 @@
-"""The `licentric` command: migrate, serve, worker, up, accounts (create, suspend, reactivate), usage
-import."""
+"""The `licentric` command: migrate, serve, worker, up, accounts (create, suspend, reactivate, login,
+sign-in-link), usage import."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import signal
 import sys
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 import psycopg
@@ -26,6 +27,7 @@ from licentric.mail import mailer_for
 from licentric.migrate import MigrationError, migrate, other_installations
 from licentric.settings import ConfigurationError, Settings, parse_secret_key
 from licentric.usage_import import import_usage
+from licentric.web.security import digest, new_secret
 
 PLANS = ("free", "starter", "growth", "enterprise")
 
@@ -73,7 +75,7 @@ def _for_local_portal(settings: Settings) -> Settings:
     return settings
 
 
-def _up(settings: Settings, admin_url: str) -> None:
+def _up(settings: Settings, admin_url: str, owner: str) -> None:
     """Migrate and seed with the privileged admin_url, then serve as lic_web and run the jobs as
     lic_worker on the same server and database (logging in without a password: the embedded server
     trusts its socket; elsewhere trust, peer or ~/.pgpass must let them in)."""
@@ -83,11 +85,13 @@ def _up(settings: Settings, admin_url: str) -> None:
     except ConfigurationError as exc:
         raise SystemExit(f"configuration: {exc}") from exc
     _migrate(settings, admin_url)
-    key = _demo_key(admin_url)
+    key = _demo_key(admin_url, owner)
     base_url = f"http://{settings.host}:{settings.port}"
     print(f"Licentric is up at {base_url}  (API docs: {base_url}/schema)", flush=True)
     print(f"secret key: {key}", flush=True)
     print(f'try: curl -H "Authorization: Bearer {key}" {base_url}/v1/account', flush=True)
+    if key.startswith("lic_sk_"):
+        print(f"console: open {_demo_sign_in(admin_url, base_url, key, owner)}", flush=True)
     print(f"portal mail (sign-in links) goes to: {mail}", flush=True)
     _serve(
         replace(settings, database_url=login_url(admin_url, WEB_ROLE)),
@@ -113,17 +117,40 @@ def _migrate(settings: Settings, database_url: str) -> None:
     print(f"migrations applied: {applied}; functions and policies {repeatable}", file=sys.stderr)
 
 
-def create_account(database_url: str, name: str, plan: str) -> dict[str, str]:
-    """An operator action: runs as DATABASE_URL's role, which may call private functions."""
+def create_account(database_url: str, name: str, plan: str, owner: str | None = None) -> dict[str, str]:
+    """An operator action: runs as DATABASE_URL's role, which may call private functions. With owner, that
+    address is the account's first member, an owner, in the same transaction."""
     with psycopg.connect(database_url) as conn:
         try:
             account_id, secret_key = conn.execute(
                 "select account_id, secret_key from private.create_account(name => %s, plan => %s)",
                 (name, plan),
             ).fetchone()
+            if owner is not None:
+                owner = conn.execute(
+                    "select email from private.create_account_owner(account_id => %s, email => %s)",
+                    (account_id, owner),
+                ).fetchone()[0]
         except psycopg.Error as exc:
             raise SystemExit(f"accounts create: {exc.diag.message_primary or exc}") from exc
-    return {"account_id": str(account_id), "secret_key": secret_key}
+    created = {"account_id": str(account_id), "secret_key": secret_key}
+    return created | ({"owner": owner} if owner is not None else {})
+
+
+def sign_in_link(database_url: str, base_url: str, account_id: str, email: str) -> dict[str, str]:
+    """An operator action: a console sign-in link for a member of an account, made as the web makes one
+    (a random token whose sha256 alone is stored), without the limits a visitor meets."""
+    token = new_secret()
+    with psycopg.connect(database_url) as conn:
+        try:
+            expires_at = conn.execute(
+                "select private.console_operator_login(account_id => %s, email => %s, token_hash => %s)",
+                (account_id, email, digest(token)),
+            ).fetchone()[0]
+        except psycopg.Error as exc:
+            raise SystemExit(f"accounts sign-in-link: {exc.diag.message_primary or exc}") from exc
+    url = f"{base_url}/console/login/confirm?{urlencode({'token': token})}"
+    return {"account_id": account_id, "email": email, "url": url, "expires_at": expires_at.isoformat()}
 
 
 def set_account_status(database_url: str, account_id: str, status: str, reason: str | None) -> dict[str, str]:
@@ -164,18 +191,40 @@ def account_login(admin_url: str, account_id: str, drop: bool = False) -> dict[s
     return {"account_id": account_id, "role": role, "password": password, "conninfo": conninfo}
 
 
-def _demo_key(database_url: str) -> str:
-    """Seed a demo account the first time `up` sees an empty database; its key is kept in the
-    user's data directory (per database) so every later `up` can print it again."""
+def _demo_key(database_url: str, owner: str) -> str:
+    """Seed a demo account, owned by owner, the first time `up` sees an empty database; its key is kept
+    in the user's data directory (per database) so every later `up` can print it again."""
     key_file = embedded.data_dir() / f"demo-key-{hashlib.sha256(database_url.encode()).hexdigest()[:12]}"
     with psycopg.connect(database_url) as conn:
         empty = conn.execute("select not exists (select from lic.accounts)").fetchone()[0]
     if empty:
-        key_file.write_text(create_account(database_url, "Demo", "free")["secret_key"])
+        key_file.write_text(create_account(database_url, "Demo", "free", owner)["secret_key"])
         key_file.chmod(0o600)
     if key_file.exists():
         return key_file.read_text().strip()
     return "(this database already had accounts; create one with `licentric accounts create NAME`)"
+
+
+def _demo_sign_in(database_url: str, base_url: str, key: str, owner: str) -> str:
+    """A fresh console sign-in link for the demo account's owner (the account is the one the key names;
+    a demo made before members existed gets its owner now)."""
+    account_id = str(UUID(key[7:39]))
+    with psycopg.connect(database_url) as conn:
+        unowned = conn.execute(
+            "select not exists (select from private.member_emails where account_id = %s)", (account_id,)
+        ).fetchone()[0]
+        if unowned:
+            conn.execute(
+                "select private.create_account_owner(account_id => %s, email => %s)", (account_id, owner)
+            )
+    with psycopg.connect(database_url) as conn:
+        member = conn.execute(
+            "select exists (select from private.member_emails where account_id = %s and email = lower(%s))",
+            (account_id, owner),
+        ).fetchone()[0]
+    if not member:
+        return f"(no member {owner} in the demo account: licentric accounts sign-in-link {account_id} EMAIL)"
+    return sign_in_link(database_url, base_url, account_id, owner)["url"]
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -231,6 +280,10 @@ def main(argv: list[str] | None = None) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("--host", help="address to listen on (default 127.0.0.1, LICENTRIC_HOST)")
         command.add_argument("--port", type=int, help="port to listen on (default 8000, LICENTRIC_PORT)")
+        if name == "up":
+            command.add_argument(
+                "--owner", default="owner@example.com", help="the demo account's owner (owner@example.com)"
+            )
     commands.add_parser("worker", help="run the background jobs until stopped (DATABASE_URL, as lic_worker)")
     accounts = commands.add_parser("accounts", help="manage tenant accounts").add_subparsers(
         dest="accounts_command", required=True
@@ -240,6 +293,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     create.add_argument("name")
     create.add_argument("--plan", choices=PLANS, default="free")
+    create.add_argument("--owner", metavar="EMAIL", help="the account's first member, a console owner")
+    link = accounts.add_parser(
+        "sign-in-link", help="print a new console sign-in link (15 minutes, single use) for a member, as JSON"
+    )
+    link.add_argument("account_id", type=UUID)
+    link.add_argument("email")
     suspend = accounts.add_parser(
         "suspend", help="suspend an account: it keeps reading and validating but records no usage"
     )
@@ -281,7 +340,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         _worker(replace(settings, database_url=_database_url(settings)))
     elif args.command == "accounts" and args.accounts_command == "create":
-        print(json.dumps(create_account(_admin_url(settings), args.name, args.plan)))
+        print(json.dumps(create_account(_admin_url(settings), args.name, args.plan, args.owner)))
+    elif args.command == "accounts" and args.accounts_command == "sign-in-link":
+        url = _admin_url(settings)
+        print(json.dumps(sign_in_link(url, settings.base_url, str(args.account_id), args.email)))
     elif args.command == "accounts" and args.accounts_command == "login":
         print(json.dumps(account_login(_admin_url(settings), str(args.account_id), args.drop)))
     elif args.command == "accounts":
@@ -295,10 +357,10 @@ def main(argv: list[str] | None = None) -> None:
         with args.file:
             print(json.dumps(import_usage(_database_url(settings), api_key, args.file)))
     elif args.command == "up" and (settings.admin_database_url or settings.database_url):
-        _up(settings, _admin_url(settings))
+        _up(settings, _admin_url(settings), args.owner)
     elif args.command == "up":
         with embedded.server() as database_url:
-            _up(settings, database_url)
+            _up(settings, database_url, args.owner)
 
 
 if __name__ == "__main__":

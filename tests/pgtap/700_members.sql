@@ -3,7 +3,7 @@
 -- picks one of the address's accounts and makes a session; session timeouts,
 -- logout, and the member context a session sets.
 begin;
-select plan(37);
+select plan(62);
 
 -- sha256 of a test token, session id or IP, as the web layer passes them.
 create function tests.h(value text)
@@ -26,7 +26,7 @@ begin
 end;
 $$;
 
-grant execute on function tests.h(text), tests.visit() to lic_web, lic_definer;
+grant execute on function tests.h(text), tests.visit() to lic_app, lic_web, lic_definer;
 
 -- Fixtures, as the superuser: accounts A and B; olga owns A, and is a viewer
 -- of B too; ivan is a developer of A.
@@ -287,6 +287,193 @@ select is(
   ),
   0,
   'tenants'' backends (lic_app) cannot call the console sign-in'
+);
+
+-- ---------------------------------------------------------------------------
+-- Members and invitations
+
+-- lic_web acting for a member of A, as after service.authenticate_console.
+create function tests.as_member(name text)
+returns void
+language plpgsql
+volatile
+as $$
+begin
+  perform tests.clear_context();
+  perform private.set_context(tests.account_id('A'), 'member', tests.id(as_member.name));
+  perform pg_catalog.set_config('role', 'lic_web', true);
+end;
+$$;
+grant execute on function tests.as_member(text) to lic_app, lic_web, lic_definer;
+
+select tests.act_as(tests.secret_key('A'));
+select is(
+  (select array_agg(m.email order by m.id) from api.list_members() as m),
+  array['olga@example.com', 'ivan@example.com', 'ip@example.com'],
+  'the account''s members, addresses lowercased'
+);
+select tests.remember_secret('new', (api.invite_member('New@Example.com', 'admin')).token);
+select is(
+  (
+    select row(i.email, i.role, i.status, i.invited_by_kind, i.token)::text
+    from api.list_member_invitations() as i
+  ),
+  '(new@example.com,admin,pending,secret,)',
+  'an invitation is pending, names who invited, and its token is shown only once'
+);
+select ok(tests.secret('new') ~ '^lic_iv_[0-9a-f]{80}$', 'the token names its account, like an API key');
+select throws_ok(
+  $$select api.invite_member('ivan@example.com', 'viewer')$$,
+  'LSTAT', null, 'a member cannot be invited again'
+);
+select throws_ok(
+  $$select api.invite_member('x@example.com', 'root')$$,
+  'LINVL', null, 'nor as a role that does not exist'
+);
+select tests.visit();
+select is(
+  (select row(p.usable, p.masked_email, p.role)::text from service.peek_member_invitation(tests.secret('new')) as p),
+  '(t,n***@example.com,admin)',
+  'the invitation page shows the masked address and the role'
+);
+select is(
+  (
+    select row(s.email, s.role, s.account_id)::text
+    from service.accept_member_invitation(tests.secret('new'), tests.h('s new'), 'Nina') as s
+  ),
+  row('new@example.com', 'admin', tests.account_id('A'))::text,
+  'accepting makes the member with the invited role and signs it in'
+);
+select tests.remember('new', (service.authenticate_console(tests.h('s new'))).member_id);
+select tests.visit();
+select throws_ok(
+  format('select service.accept_member_invitation(%L, %L)', tests.secret('new'), tests.h('s new 2')),
+  'LAUTH', null, 'an invitation is accepted once'
+);
+select throws_ok(
+  $$select service.accept_member_invitation('lic_iv_junk', tests.h('s'))$$,
+  'LAUTH', null, 'a malformed token accepts nothing'
+);
+select tests.act_as(tests.secret_key('A'));
+select tests.remember_secret('late', (api.invite_member('late@example.com', 'viewer')).token);
+select tests.remember_secret('rev', (api.invite_member('rev@example.com', 'viewer')).token);
+select tests.clear_context();
+select throws_ok(
+  format(
+    'select private.accept_member_invitation(%L, %L, null, null, now() + interval ''8 days'')',
+    tests.secret('late'), tests.h('s late')
+  ),
+  'LAUTH', null, 'an invitation expires after 7 days'
+);
+select tests.act_as(tests.secret_key('A'));
+select is(
+  (
+    select i.status from api.list_member_invitations() as i
+    inner join api.revoke_member_invitation(i.id) as r on i.id = r.id
+    where i.email = 'rev@example.com'
+  ),
+  'pending',
+  'a pending invitation is revoked'
+);
+select throws_ok(
+  format(
+    'select api.revoke_member_invitation(%L)',
+    (
+      select i.id from api.list_member_invitations() as i
+      where i.email = 'rev@example.com'
+    )
+  ),
+  'LSTAT', null, 'but only once'
+);
+select tests.visit();
+select throws_ok(
+  format('select service.accept_member_invitation(%L, %L)', tests.secret('rev'), tests.h('s rev')),
+  'LAUTH', null, 'and its link accepts nothing'
+);
+
+-- ---------------------------------------------------------------------------
+-- Ownership: at least one owner always
+
+select tests.as_member('olga');
+select throws_ok(
+  format('select api.update_member_role(%L, %L)', tests.id('olga'), 'admin'),
+  'LSTAT', null, 'the last owner cannot be demoted'
+);
+select throws_ok(
+  format('select api.remove_member(%L)', tests.id('olga')),
+  'LSTAT', null, 'nor removed'
+);
+select is(
+  (select role from api.transfer_ownership(tests.id('ivan'))),
+  'owner',
+  'ownership passes to another member'
+);
+select is(
+  (
+    select array_agg(row(m.email, m.role)::text order by m.id) from api.list_members() as m
+    where m.role in ('owner', 'admin')
+  ),
+  array['(olga@example.com,admin)', '(ivan@example.com,owner)', '(new@example.com,admin)'],
+  'and the owner who handed it over stays on as admin'
+);
+select throws_ok(
+  format('select api.update_member_role(%L, %L)', tests.id('new'), 'viewer'),
+  'LDNID', null, 'an admin cannot change roles'
+);
+select tests.as_member('ivan');
+select is(
+  (select role from api.update_member_role(tests.id('olga'), 'owner')),
+  'owner',
+  'an owner makes another owner'
+);
+select is(
+  (select role from api.update_member_role(tests.id('ivan'), 'developer')),
+  'developer',
+  'so it may step down itself'
+);
+select is(
+  (
+    select e.data -> 'previous_attributes'
+    from api.list_audit_events(member_id => tests.id('ivan'), type => 'member.role_changed') as e
+    order by e.id desc
+    limit 1
+  ),
+  '{"role": "owner"}'::jsonb,
+  'a role change is an event naming the member who made it, with the role before'
+);
+select tests.as_member('olga');
+select is(
+  (select email from api.remove_member(tests.id('new'))),
+  'new@example.com',
+  'an owner removes a member'
+);
+select tests.visit();
+select throws_ok(
+  $$select service.authenticate_console(tests.h('s new'))$$,
+  'LAUTH', null, 'whose sessions end with it'
+);
+select tests.clear_context();
+select is(
+  (
+    select count(*)::integer from private.member_emails
+    where email = 'new@example.com'
+  ),
+  0,
+  'and whose address no longer signs in to the account'
+);
+select is(
+  (
+    select array_agg(e.type order by e.id)
+    from lic.events as e
+    where
+      e.account_id = tests.account_id('A') and e.type like 'member.%' and e.type not like 'member.sign%'
+      and e.type <> 'member.added'
+  ),
+  array[
+    'member.invited', 'member.joined', 'member.invited', 'member.invited', 'member.invitation_revoked',
+    'member.ownership_transferred', 'member.role_changed', 'member.role_changed', 'member.removed'
+  ],
+  'every member change is an event'
 );
 
 select * from finish();

@@ -6,6 +6,7 @@ import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import psycopg
@@ -13,6 +14,7 @@ import pytest
 
 from licentric.db import WEB_ROLE, login_url
 from licentric.migrate import LOCK_ID, ROOT
+from licentric.web.security import digest
 
 from processes import Server, cli_env, free_port, run_cli
 
@@ -60,6 +62,72 @@ def test_accounts_create_prints_an_account_and_a_working_secret_key(database_url
         account = conn.execute("select id::text, name, plan from api.get_account()").fetchone()
     assert context == (created["account_id"], "secret")
     assert account == (created["account_id"], "Acme Tools", "starter")
+
+
+def test_accounts_create_with_owner_makes_that_address_the_owner(database_url: str):
+    result = run_cli(
+        "accounts",
+        "create",
+        "Owned",
+        "--owner",
+        "Founder@Example.com",
+        env=cli_env(DATABASE_URL=database_url),
+    )
+
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["owner"] == "founder@example.com"
+    with psycopg.connect(database_url) as conn:
+        conn.execute("set local role lic_app")
+        conn.execute("select api.authenticate(secret => %s)", (created["secret_key"],))
+        members = conn.execute("select email, role from api.list_members()").fetchall()
+    assert members == [("founder@example.com", "owner")]
+
+
+def test_accounts_create_with_a_malformed_owner_creates_nothing(database_url: str):
+    with psycopg.connect(database_url) as conn:
+        before = conn.execute("select count(*) from lic.accounts").fetchone()[0]
+    result = run_cli(
+        "accounts", "create", "Bad", "--owner", "not an address", env=cli_env(DATABASE_URL=database_url)
+    )
+
+    assert result.returncode != 0
+    assert "email is not a valid address" in result.stderr
+    assert "Traceback" not in result.stderr
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*) from lic.accounts").fetchone()[0] == before
+
+
+def test_accounts_sign_in_link_prints_a_link_that_signs_the_member_in(database_url: str):
+    env = cli_env(DATABASE_URL=database_url, LICENTRIC_PUBLIC_URL="https://licentric.example")
+    created = json.loads(run_cli("accounts", "create", "Linked", "--owner", "o@example.com", env=env).stdout)
+
+    result = run_cli("accounts", "sign-in-link", created["account_id"], "O@example.com", env=env)
+
+    assert result.returncode == 0, result.stderr
+    link = json.loads(result.stdout)
+    prefix = "https://licentric.example/console/login/confirm?token="
+    assert link["url"].startswith(prefix)
+    token = unquote(link["url"].removeprefix(prefix))
+    with psycopg.connect(database_url) as conn:
+        conn.execute("set local role lic_web")
+        session = conn.execute(
+            "select account_id::text, email, role"
+            " from service.confirm_console_login(token_hash => %s, session_hash => %s)",
+            (digest(token), digest("session")),
+        ).fetchone()
+    assert session == (created["account_id"], "o@example.com", "owner")
+
+
+def test_accounts_sign_in_link_for_a_non_member_exits_naming_it(database_url: str):
+    env = cli_env(DATABASE_URL=database_url)
+    created = json.loads(run_cli("accounts", "create", "Lonely", env=env).stdout)
+
+    result = run_cli("accounts", "sign-in-link", created["account_id"], "who@example.com", env=env)
+
+    assert result.returncode != 0
+    assert "no member of that account" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_accounts_create_rejects_an_unknown_plan(database_url: str):

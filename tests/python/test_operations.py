@@ -284,6 +284,14 @@ EXPECTED_OPERATIONS = {
     ("post", "/v1/webhook_deliveries/{delivery_id}/retry"): "retryWebhookDelivery",
     ("get", "/v1/portal/branding"): "getPortalSettings",
     ("put", "/v1/portal/branding"): "updatePortalSettings",
+    ("get", "/v1/members"): "listMembers",
+    ("get", "/v1/members/{member_id}"): "getMember",
+    ("post", "/v1/members/{member_id}"): "updateMember",
+    ("delete", "/v1/members/{member_id}"): "removeMember",
+    ("post", "/v1/members/{member_id}/transfer_ownership"): "transferOwnership",
+    ("get", "/v1/member_invitations"): "listMemberInvitations",
+    ("post", "/v1/member_invitations"): "createMemberInvitation",
+    ("delete", "/v1/member_invitations/{invitation_id}"): "revokeMemberInvitation",
 }
 
 # Routes without an API key: health, and Stripe's deliveries (signed instead).

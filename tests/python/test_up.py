@@ -3,16 +3,20 @@ command, so it is tested end to end, over real HTTP, stopped with Ctrl-C."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import psutil
 import psycopg
 import pytest
+
+from licentric.web.security import digest
 
 from processes import Server, cli_env, free_port
 
@@ -27,6 +31,22 @@ def start_up(env: dict[str, str], logs: Path) -> tuple[Server, str]:
         server.kill()
         raise
     return server, base_url
+
+
+CONSOLE_LINE = re.compile(r"^console: open (http://[^/]+)/console/login/confirm\?token=(\S+)$", re.MULTILINE)
+
+
+def sign_in_link_opens(database_url: str, token: str) -> tuple[str, str, str]:
+    """Confirm a console link's token as the web process would: the session's account, email and role."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("set local role lic_web")
+        row = conn.execute(
+            "select account_id::text, email, role"
+            " from service.confirm_console_login(token_hash => %s, session_hash => %s)",
+            (digest(unquote(token)), digest("a session id")),
+        ).fetchone()
+        conn.rollback()
+    return row
 
 
 def account_with(base_url: str, key: str) -> dict[str, object]:
@@ -56,6 +76,14 @@ def test_up_on_an_empty_database_prints_a_working_key_and_reuses_it(
         assert f"Licentric is up at {base_url}" in first.stdout
         account = account_with(base_url, key)
         assert account["name"] == "Demo"
+        link = CONSOLE_LINE.search(first.stdout)
+        assert link, first.stdout
+        assert link.group(1) == base_url
+        assert sign_in_link_opens(env["DATABASE_URL"], link.group(2)) == (
+            account["id"],
+            "owner@example.com",
+            "owner",
+        )
         wait_for_this_months_partition(env["DATABASE_URL"])
         returncode = first.ctrl_c()
     finally:

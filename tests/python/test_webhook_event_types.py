@@ -12,10 +12,17 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
 # Licentric's objects; Stripe's event types (invoice.paid, charge.refunded ...) name other objects.
-OBJECTS = "agent|budget|customer|entitlement|license|license_policy|machine|meter|webhook_endpoint"
+OBJECTS = "agent|budget|customer|entitlement|license|license_policy|machine|member|meter|webhook_endpoint"
 LITERAL = re.compile(rf"'((?:{OBJECTS})\.[a-z_]+)'(?!\.)")
-# Recorded in the outbox (GET /v1/events), never fanned out to endpoints.
-NOT_DELIVERED = {"webhook_endpoint.created", "webhook_endpoint.updated", "webhook_endpoint.deleted"}
+# Recorded in the outbox (GET /v1/events, the audit log), never fanned out to endpoints.
+NOT_DELIVERED = {
+    "webhook_endpoint.created",
+    "webhook_endpoint.updated",
+    "webhook_endpoint.deleted",
+    "member.signed_in",
+    "member.signed_out",
+    "member.session_revoked",
+}
 
 
 def emitted_types() -> set[str]:
