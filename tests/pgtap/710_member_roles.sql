@@ -115,8 +115,8 @@ select set_eq(
     'create_license', 'create_license_policy', 'create_stripe_mapping', 'deactivate_machine', 'delete_budget',
     'delete_stripe_connection', 'delete_stripe_mapping', 'detach_entitlement', 'ensure_signing_key',
     'get_stripe_api_key', 'heartbeat_machine', 'issue_license_file', 'put_stripe_connection', 'reinstate_license',
-    'remove_license_entitlement', 'remove_license_user', 'renew_license', 'reprocess_stripe_event', 'revoke_agent', 'roll_agent_token',
-    'rotate_signing_key', 'set_license_entitlement', 'stripe_billing_portal_target', 'suspend_license',
+    'remove_license_entitlement', 'remove_license_user', 'renew_license', 'reprocess_stripe_event', 'revoke_agent',
+    'roll_agent_token', 'rotate_signing_key', 'set_license_entitlement', 'stripe_billing_portal_target', 'suspend_license',
     'transfer_machine', 'update_account',
     'update_agent', 'update_budget', 'update_customer', 'update_entitlement', 'update_license', 'update_license_policy',
     'update_portal_settings'
