@@ -118,7 +118,8 @@ select set_eq(
     'remove_license_entitlement', 'remove_license_user', 'renew_license', 'reprocess_stripe_event', 'revoke_agent',
     'roll_agent_token', 'rotate_signing_key', 'set_license_entitlement', 'stripe_billing_portal_target', 'suspend_license',
     'transfer_machine', 'update_account',
-    'update_agent', 'update_budget', 'update_customer', 'update_entitlement', 'update_license', 'update_license_policy',
+    'update_agent', 'update_budget', 'update_customer', 'update_entitlement', 'update_license',
+    'update_license_policy',
     'update_portal_settings'
   ],
   'the rest is the admin''s: licensing, customers, agents, budgets, Stripe, the portal'
