@@ -28,6 +28,7 @@ pytestmark = needs_chromium
 
 async def check_page(page, name: str) -> None:
     """Landmarks, a name for every field, no script; then a screenshot."""
+    await page.wait_for_load_state()  # a click starts a navigation; a loaded machine may not have finished it
     assert await page.locator("header").count() == 1
     assert await page.locator("main#main").count() == 1
     assert await page.locator("script").count() == 0
@@ -111,6 +112,8 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
     await page.get_by_role("link", name="Pick a product or price to map").first.click()
     await page.get_by_label("Product name").fill("Pro plan")
     await page.get_by_role("button", name="Search").click()
+    await page.wait_for_url("**q=Pro+plan**")
+    await page.wait_for_load_state()
     assert await page.get_by_role("button", name="Map").count() == 1
     await check_page(page, "06-stripe-products")
     await page.get_by_role("button", name="Map").click()
@@ -146,7 +149,8 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
 
     # The checklist has ticked itself off, every step: it is gone.
     await page.get_by_role("link", name="Overview").click()
-    await page.get_by_role("heading", name="Stripe").wait_for()
+    await page.wait_for_url(console)
+    await page.wait_for_load_state()
     assert await page.get_by_role("heading", name="Getting started").count() == 0
     await check_page(page, "07-overview")
 
@@ -156,6 +160,7 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
     await page.get_by_role("button", name="Search").click()
     await check_page(page, "08-customers")
     await page.get_by_role("link", name="buyer@example.com").click()
+    await page.get_by_role("heading", name="Customer", exact=True).wait_for()
     content = await page.content()
     assert "<code>export</code>" in content and "<code>sso</code>" in content
     await check_page(page, "09-customer")
@@ -168,6 +173,7 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
 
     # The audit log names the founder.
     await page.get_by_role("link", name="Audit log").click()
+    await page.get_by_role("heading", name="Audit log").wait_for()
     row = page.get_by_role("row").filter(has_text="license.suspended")
     assert await row.count() == 1
     assert owner in await row.inner_text()
