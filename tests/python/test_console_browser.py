@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ from conftest import needs_chromium
 from console_support import add_member, console_link
 
 from fake_stripe import endpoint_secret
-from stripe_support import deliver, new_id, stripe_event
+from stripe_support import deliver, paid_checkout, stripe_event
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
@@ -120,27 +119,7 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
     await page.get_by_text("The price now makes licenses of that policy.").wait_for()
 
     # A signed checkout.session.completed, as Stripe sends it.
-    session = {
-        "id": new_id("cs"),
-        "object": "checkout.session",
-        "mode": "payment",
-        "payment_status": "paid",
-        "status": "complete",
-        "livemode": False,
-        "customer": new_id("cus"),
-        "payment_intent": new_id("pi"),
-        "client_reference_id": "user-42",
-        "customer_details": {"email": "buyer@example.com"},
-        "created": int(time.time()) - 60,
-        "metadata": {},
-    }
-    line = {
-        "id": new_id("li"),
-        "object": "item",
-        "price": {"id": "price_pro", "product": "prod_pro"},
-        "quantity": 1,
-    }
-    fake_stripe.put({**session, "line_items": [line]})
+    session = paid_checkout(fake_stripe, "buyer@example.com", "price_pro", "prod_pro")
     async with httpx.AsyncClient(base_url=base_url) as stripe_side:
         delivered = await deliver(
             stripe_side, account, stripe_event("checkout.session.completed", session), signing_secret
