@@ -173,3 +173,25 @@ def stripe_invoice(subscription: dict[str, Any], *, livemode: bool = False) -> d
             ],
         },
     }
+
+
+def paid_checkout(fake_stripe: Any, email: str, price: str, product: str) -> dict[str, Any]:
+    """A paid one-off checkout session of one price, as checkout.session.completed carries it; the fake
+    Stripe answers its refetch with the line items."""
+    session = {
+        "id": new_id("cs"),
+        "object": "checkout.session",
+        "mode": "payment",
+        "payment_status": "paid",
+        "status": "complete",
+        "livemode": False,
+        "customer": new_id("cus"),
+        "payment_intent": new_id("pi"),
+        "client_reference_id": "user-42",
+        "customer_details": {"email": email},
+        "created": int(time.time()) - 300,
+        "metadata": {},
+    }
+    line = {"id": new_id("li"), "object": "item", "price": {"id": price, "product": product}, "quantity": 1}
+    fake_stripe.put({**session, "line_items": [line]})
+    return session

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ from conftest import needs_chromium
 from console_support import add_member, console_link
 
 from fake_stripe import endpoint_secret
-from stripe_support import deliver, new_id, stripe_event
+from stripe_support import deliver, paid_checkout, stripe_event
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
@@ -28,6 +27,7 @@ pytestmark = needs_chromium
 
 async def check_page(page, name: str) -> None:
     """Landmarks, a name for every field, no script; then a screenshot."""
+    await page.wait_for_load_state()  # a click starts a navigation; a loaded machine may not have finished it
     assert await page.locator("header").count() == 1
     assert await page.locator("main#main").count() == 1
     assert await page.locator("script").count() == 0
@@ -111,33 +111,15 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
     await page.get_by_role("link", name="Pick a product or price to map").first.click()
     await page.get_by_label("Product name").fill("Pro plan")
     await page.get_by_role("button", name="Search").click()
+    await page.wait_for_url("**q=Pro+plan**")
+    await page.wait_for_load_state()
     assert await page.get_by_role("button", name="Map").count() == 1
     await check_page(page, "06-stripe-products")
     await page.get_by_role("button", name="Map").click()
     await page.get_by_text("The price now makes licenses of that policy.").wait_for()
 
     # A signed checkout.session.completed, as Stripe sends it.
-    session = {
-        "id": new_id("cs"),
-        "object": "checkout.session",
-        "mode": "payment",
-        "payment_status": "paid",
-        "status": "complete",
-        "livemode": False,
-        "customer": new_id("cus"),
-        "payment_intent": new_id("pi"),
-        "client_reference_id": "user-42",
-        "customer_details": {"email": "buyer@example.com"},
-        "created": int(time.time()) - 60,
-        "metadata": {},
-    }
-    line = {
-        "id": new_id("li"),
-        "object": "item",
-        "price": {"id": "price_pro", "product": "prod_pro"},
-        "quantity": 1,
-    }
-    fake_stripe.put({**session, "line_items": [line]})
+    session = paid_checkout(fake_stripe, "buyer@example.com", "price_pro", "prod_pro")
     async with httpx.AsyncClient(base_url=base_url) as stripe_side:
         delivered = await deliver(
             stripe_side, account, stripe_event("checkout.session.completed", session), signing_secret
@@ -146,7 +128,8 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
 
     # The checklist has ticked itself off, every step: it is gone.
     await page.get_by_role("link", name="Overview").click()
-    await page.get_by_role("heading", name="Stripe").wait_for()
+    await page.wait_for_url(console)
+    await page.wait_for_load_state()
     assert await page.get_by_role("heading", name="Getting started").count() == 0
     await check_page(page, "07-overview")
 
@@ -156,6 +139,7 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
     await page.get_by_role("button", name="Search").click()
     await check_page(page, "08-customers")
     await page.get_by_role("link", name="buyer@example.com").click()
+    await page.get_by_role("heading", name="Customer", exact=True).wait_for()
     content = await page.content()
     assert "<code>export</code>" in content and "<code>sso</code>" in content
     await check_page(page, "09-customer")
@@ -168,6 +152,7 @@ async def test_the_founders_core_flow_in_chromium(served, browser, account, data
 
     # The audit log names the founder.
     await page.get_by_role("link", name="Audit log").click()
+    await page.get_by_role("heading", name="Audit log").wait_for()
     row = page.get_by_role("row").filter(has_text="license.suspended")
     assert await row.count() == 1
     assert owner in await row.inner_text()

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 
 from console_support import console_sign_in, post_form
 
 from fake_stripe import endpoint_secret
 from license_helpers import superuser
-from stripe_support import deliver, new_id, stripe_event
+from stripe_support import deliver, paid_checkout, stripe_event
 
 
 def catalogue(fake_stripe, products: int = 12) -> None:
@@ -83,27 +82,7 @@ async def test_connect_pick_map_and_sell(web, owner, account, database_url, mail
         in (await web.get("/console/stripe/products?mode=test&q=pro+plan")).text
     )
 
-    session = {
-        "id": new_id("cs"),
-        "object": "checkout.session",
-        "mode": "payment",
-        "payment_status": "paid",
-        "status": "complete",
-        "livemode": False,
-        "customer": new_id("cus"),
-        "payment_intent": new_id("pi"),
-        "client_reference_id": "user-42",
-        "customer_details": {"email": "buyer@example.com"},
-        "created": int(time.time()) - 300,
-        "metadata": {},
-    }
-    line = {
-        "id": new_id("li"),
-        "object": "item",
-        "price": {"id": "price_3m", "product": "prod_3x"},
-        "quantity": 1,
-    }
-    fake_stripe.put({**session, "line_items": [line]})
+    session = paid_checkout(fake_stripe, "buyer@example.com", "price_3m", "prod_3x")
     delivered = await deliver(web, account, stripe_event("checkout.session.completed", session), secret)
     assert delivered.json()["outcome"] == "applied", delivered.json()
 
